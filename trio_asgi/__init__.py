@@ -1,0 +1,40 @@
+"""trio_asgi: a trio-based, WebSocket-first ASGI server."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import trio
+
+from ._version import __version__
+from .config import Config
+from .errors import ClientDisconnected, ConfigError, StartupFailed
+from .logging import configure_logging
+from .server import Server, serve
+
+__all__ = [
+    "ClientDisconnected",
+    "Config",
+    "ConfigError",
+    "Server",
+    "StartupFailed",
+    "__version__",
+    "run",
+    "serve",
+]
+
+
+def run(app: Any, config: Config | None = None, **options: Any) -> None:
+    """Serve ``app`` in a new trio run until SIGINT/SIGTERM; the blocking form of ``serve``.
+
+    Options are ``Config`` fields, e.g. ``run(app, port=0, access_log=False)``. Raises
+    ``StartupFailed`` if the lifespan startup fails.
+    """
+    if config is None:
+        config = Config(**options)
+    elif options:
+        config = config.replace(**options)
+    configure_logging(config.log_level, access_log=config.access_log)
+    server = Server(app, config)
+    trio.run(functools.partial(server.serve, handle_signals=True))

@@ -1,0 +1,301 @@
+"""One HTTP request/response cycle: the ``receive()`` and ``send()`` an ASGI app is called with.
+
+Reading is pull-based: the socket is read only inside ``receive()``, when the app asks for
+body or waits for a disconnect, so an app that ignores a large body costs no memory and a
+slow app is backpressure, not buffering. Writing happens inside ``send()``, which returns
+once the transport took the bytes (ASGI "flush before returning").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import h11
+import trio
+
+from .._types import ASGIApp, Message
+from ..errors import ASGIProtocolError, ClientDisconnected
+from ..logging import log_http_access
+from ..protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, InvalidResponse
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+
+log = logging.getLogger("trio_asgi.error")
+
+# A request body is handed to the app in pieces of at most this size, merging the small
+# pieces that a single read produced (chunked encoding makes many).
+BODY_CHUNK: Final = 64 * 1024
+# While the app waits for a disconnect, a pipelining client may send its next requests; we
+# keep reading (that is how EOF is noticed) until this much is buffered, then stop.
+PIPELINE_BUFFER_LIMIT: Final = 64 * 1024
+
+# Response states.
+_NOT_STARTED: Final = 0  # nothing from the app yet
+_STARTED: Final = 1  # http.response.start held back, nothing written
+_STREAMING: Final = 2  # head written, body under way
+_COMPLETE: Final = 3  # last body message written
+
+_DISCONNECT: Final = "http.disconnect"
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+
+def _only_disconnects(exc: BaseException) -> bool:
+    """The exception (or every leaf of a group) is our own ClientDisconnected."""
+    if isinstance(exc, ClientDisconnected):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(ClientDisconnected)[1] is None
+    return False
+
+
+class HTTPCycle:
+    """State of one request while the app runs; also what the access log reports."""
+
+    __slots__ = (
+        "_bad_request",
+        "_body_done",
+        "_conn",
+        "_disconnected",
+        "_head",
+        "_no_body",
+        "_proto",
+        "_response",
+        "_started_at",
+        "_status",
+        "_waiter",
+        "bytes_sent",
+        "keep_alive",
+        "request",
+        "scope",
+    )
+
+    def __init__(
+        self, conn: Connection, proto: HTTP1Protocol, request: h11.Request, scope: dict[str, Any]
+    ) -> None:
+        self._conn = conn
+        self._proto = proto
+        self.request = request
+        self.scope = scope
+        self._response = _NOT_STARTED
+        self._status = 0
+        self._head: list[tuple[bytes, bytes]] = []
+        self._no_body = request.method == b"HEAD"
+        self._body_done = False  # the final http.request (more_body=False) was delivered
+        self._disconnected = False
+        self._bad_request: BadRequest | None = None
+        self._waiter: trio.CancelScope | None = None
+        self._started_at = time.perf_counter() if conn.server.access_log else 0.0
+        self.bytes_sent = 0
+        self.keep_alive = True
+
+    # -- receive -------------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if self._disconnected or self._response == _COMPLETE:
+            await trio.lowlevel.checkpoint()  # an app polling in a loop must still yield
+            return {"type": _DISCONNECT}
+        if self._body_done:
+            await self._wait_for_disconnect()
+            return {"type": _DISCONNECT}
+        proto = self._proto
+        if proto.client_waiting_for_100_continue and self._response == _NOT_STARTED:
+            # RFC 9110 10.1.1: tell the client to go ahead only once the app wants the body.
+            await self._conn.send(proto.informational(100))
+        return await self._read_body()
+
+    async def _read_body(self) -> Message:
+        proto = self._proto
+        pieces: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                event = proto.next_event()
+            except BadRequest as exc:
+                # A broken body (bad chunk framing, early EOF): nothing more will come.
+                self._bad_request = exc
+                return self._lost()
+            if event is NEED_DATA:
+                if pieces:
+                    break
+                data = await self._conn.receive()
+                proto.receive_data(data)
+                continue
+            event_type = type(event)
+            if event_type is h11.Data:
+                pieces.append(event.data)  # type: ignore[union-attr]
+                size += len(event.data)  # type: ignore[union-attr]
+                if size >= BODY_CHUNK:
+                    break
+            elif event_type is h11.EndOfMessage:
+                self._body_done = True
+                body = b"".join(pieces) if len(pieces) != 1 else bytes(pieces[0])
+                return {"type": "http.request", "body": body, "more_body": False}
+            else:  # pragma: no cover - h11 yields only Data/EndOfMessage mid-body
+                return self._lost()
+        body = b"".join(pieces) if len(pieces) != 1 else bytes(pieces[0])
+        return {"type": "http.request", "body": body, "more_body": True}
+
+    def _lost(self) -> Message:
+        self._disconnected = True
+        self.keep_alive = False
+        return {"type": _DISCONNECT}
+
+    async def _wait_for_disconnect(self) -> None:
+        """Block until the peer goes away, the response completes or the server stops.
+
+        Reading is the only way to notice that a peer left; a pipelined next request read
+        meanwhile stays buffered in h11 for after this cycle.
+        """
+        conn = self._conn
+        proto = self._proto
+        with trio.CancelScope() as scope:
+            self._waiter = scope
+            try:
+                if conn.server.shutting_down:
+                    scope.cancel()
+                while True:
+                    if proto.buffered_size >= PIPELINE_BUFFER_LIMIT:
+                        await trio.sleep_forever()
+                    data = await conn.receive()
+                    proto.receive_data(data)
+                    if not data:
+                        self._disconnected = True
+                        self.keep_alive = False
+                        return
+            finally:
+                self._waiter = None
+        # Cancelled by shutdown or by the response completing: either way this request is over.
+        self.keep_alive = self.keep_alive and not conn.server.shutting_down
+
+    def on_shutdown(self) -> None:
+        """Server shutdown: release an app parked in ``receive()`` (long-poll, SSE)."""
+        self.keep_alive = False
+        if self._waiter is not None:
+            self._waiter.cancel()
+
+    # -- send ----------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        try:
+            message_type = message["type"]
+        except (KeyError, TypeError):
+            raise ASGIProtocolError(f"ASGI message must be a dict with a 'type': {message!r}")
+        if message_type == "http.response.body":
+            await self._send_body(message)
+        elif message_type == "http.response.start":
+            self._start(message)
+        else:
+            raise ASGIProtocolError(f"unexpected ASGI message {message_type!r} in an HTTP cycle")
+
+    def _start(self, message: Message) -> None:
+        if self._response != _NOT_STARTED:
+            raise ASGIProtocolError("http.response.start sent twice")
+        status = message.get("status")
+        if type(status) is not int:
+            raise ASGIProtocolError(f"http.response.start needs an int 'status', got {status!r}")
+        headers = message.get("headers", ())
+        try:
+            self._head = [(name, value) for name, value in headers]
+        except (TypeError, ValueError):
+            raise ASGIProtocolError("response headers must be [name, value] pairs") from None
+        self._status = status
+        if status in _NO_BODY_STATUSES:
+            self._no_body = True
+        self._response = _STARTED
+
+    async def _send_body(self, message: Message) -> None:
+        state = self._response
+        if state == _NOT_STARTED:
+            raise ASGIProtocolError("http.response.body sent before http.response.start")
+        if state == _COMPLETE:
+            raise ASGIProtocolError("http.response.body sent after the response completed")
+        body = message.get("body", b"")
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise ASGIProtocolError(f"response body must be bytes, got {type(body).__name__}")
+        more_body = message.get("more_body", False)
+        if self._disconnected or self._conn.broken:
+            raise ClientDisconnected("client disconnected")
+        proto = self._proto
+        if state == _STARTED and self._conn.server.shutting_down:
+            self._head.append((b"connection", b"close"))  # h11 then closes after this response
+        try:
+            data = proto.response_head(self._status, self._head) if state == _STARTED else b""
+            self._response = _STREAMING
+            if body and not self._no_body:
+                data += proto.body(body)
+                self.bytes_sent += len(body)
+            if not more_body:
+                data += proto.end()
+                self._response = _COMPLETE
+        except InvalidResponse as exc:
+            if self._response == _STREAMING and state == _STARTED:
+                self._response = _STARTED  # nothing written: a 500 can still replace it
+            raise ASGIProtocolError(f"invalid response: {exc}") from None
+        if data:
+            try:
+                await self._conn.send(data)
+            except ClientDisconnected:
+                self._disconnected = True
+                self.keep_alive = False
+                raise
+        if self._response == _COMPLETE and self._waiter is not None:
+            self._waiter.cancel()
+
+    # -- running the app -----------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        """Call the app and make sure the client gets a complete answer or a closed socket."""
+        try:
+            await app(self.scope, self.receive, self.send)
+        except Exception as exc:
+            if _only_disconnects(exc):
+                log.debug("client disconnected during %s", self._target())
+            else:
+                log.exception("Exception in ASGI application (%s)", self._target(), exc_info=exc)
+            await self._finish_after_error()
+        else:
+            if self._response != _COMPLETE:
+                await self._finish_incomplete()
+        if self._conn.server.access_log:
+            log_http_access(self, time.perf_counter() - self._started_at)
+
+    async def _finish_after_error(self) -> None:
+        self.keep_alive = False
+        if self._response in (_NOT_STARTED, _STARTED) and not self._disconnected:
+            await self._send_error(500)
+
+    async def _finish_incomplete(self) -> None:
+        if self._response in (_NOT_STARTED, _STARTED):
+            if self._bad_request is not None:
+                await self._send_error(self._bad_request.status, self._bad_request.detail)
+            elif not self._disconnected:
+                log.error("ASGI app returned without completing a response (%s)", self._target())
+                await self._send_error(500)
+            self.keep_alive = False
+        elif self._response == _STREAMING:
+            log.error("ASGI app returned in the middle of a response (%s)", self._target())
+            self.keep_alive = False
+
+    async def _send_error(self, status: int, detail: str | None = None) -> None:
+        self.keep_alive = False
+        response = self._proto.error_response(status, detail)
+        self._status = status
+        self._response = _COMPLETE
+        if response is None or self._conn.broken:
+            return
+        try:
+            await self._conn.send(response)
+        except ClientDisconnected:
+            pass
+
+    # -- reporting -----------------------------------------------------------------------
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+    def _target(self) -> str:
+        return f"{self.scope['method']} {self.scope['path']}"

@@ -1,0 +1,88 @@
+"""Build the ``http`` and ``websocket`` scopes from a parsed request head (ASGI spec 2.5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
+
+import h11
+
+ASGI_VERSION: Final = "3.0"
+SPEC_VERSION: Final = "2.5"
+
+Address = tuple[str, int]
+ServerAddress = tuple[str, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What every scope on one connection shares: addresses, scheme, server-wide settings."""
+
+    client: Address | None
+    server: ServerAddress | None
+    secure: bool = False
+    root_path: str = ""
+    http_extensions: dict[str, dict[object, object]] = field(default_factory=dict)
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """``(raw_path, query_string)`` of a request target in origin or absolute form."""
+    if target[:1] != b"/" and b"://" in target[:8]:
+        # absolute-form (RFC 9112 3.2.2), as sent to proxies: keep only path and query
+        parts = urlsplit(target)
+        return parts.path or b"/", parts.query
+    raw_path, _, query = target.partition(b"?")
+    return raw_path, query
+
+
+def decode_path(raw_path: bytes) -> str:
+    """Percent-decoded UTF-8 path; h11 only lets ASCII through, so decoding cannot fail."""
+    text = raw_path.decode("ascii")
+    if "%" in text:
+        return unquote(text, encoding="utf-8", errors="replace")
+    return text
+
+
+def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]) -> dict[str, Any]:
+    raw_path, query = split_target(request.target)
+    root = info.root_path
+    return {
+        "type": "http",
+        "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
+        "http_version": request.http_version.decode("ascii"),
+        "method": request.method.decode("ascii"),
+        "scheme": "https" if info.secure else "http",
+        "path": root + decode_path(raw_path),
+        "raw_path": root.encode("utf-8") + raw_path if root else raw_path,
+        "query_string": query,
+        "root_path": root,
+        "headers": list(request.headers),
+        "client": info.client,
+        "server": info.server,
+        "state": state.copy(),
+        "extensions": {name: dict(value) for name, value in info.http_extensions.items()},
+    }
+
+
+def websocket_scope(
+    request: h11.Request, info: ConnectionInfo, state: dict[str, Any], subprotocols: list[str]
+) -> dict[str, Any]:
+    raw_path, query = split_target(request.target)
+    root = info.root_path
+    return {
+        "type": "websocket",
+        "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
+        "http_version": request.http_version.decode("ascii"),
+        "scheme": "wss" if info.secure else "ws",
+        "path": root + decode_path(raw_path),
+        "raw_path": root.encode("utf-8") + raw_path if root else raw_path,
+        "query_string": query,
+        "root_path": root,
+        "headers": list(request.headers),
+        "client": info.client,
+        "server": info.server,
+        "subprotocols": subprotocols,
+        "state": state.copy(),
+        "extensions": {"websocket.http.response": {}},
+    }

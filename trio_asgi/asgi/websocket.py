@@ -1,0 +1,466 @@
+"""One WebSocket session: the ASGI connect/accept/receive/send/close/disconnect state machine.
+
+Two tasks share a session, both inside its nursery: the application, and the connection's
+own task, which becomes the frame reader once the app accepted. The reader never waits on
+the app except when the app's inbox is full; then it stops *reading* (TCP backpressure)
+rather than buffering. Every frame we send is produced while holding the write lock, so
+frames hit the wire in the order they were made (compression contexts depend on that).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+
+import h11
+import trio
+
+from .._types import ASGIApp, Message
+from ..errors import ASGIProtocolError, ClientDisconnected
+from ..logging import log_websocket_close, log_websocket_open
+from ..protocols.http1 import HTTP1Protocol, InvalidResponse
+from ..protocols.websocket import (
+    ABNORMAL,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    CloseReceived,
+    ConnectionLost,
+    Handshake,
+    PingReceived,
+    PongReceived,
+    ProtocolFailure,
+    WebSocketProtocol,
+    accept_headers,
+    closable_by_app,
+)
+from .http import _only_disconnects
+from .scope import websocket_scope
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+
+log = logging.getLogger("trio_asgi.error")
+
+# After we send a close frame the peer has this long to answer before we drop the TCP link.
+CLOSE_HANDSHAKE_TIMEOUT: Final = 5.0
+
+# Session states.
+_CONNECTING: Final = 0  # handshake received, app has not decided
+_RESPONDING: Final = 1  # app is sending a denial response (websocket.http.response.*)
+_OPEN: Final = 2  # accepted
+_CLOSED: Final = 3  # close frame sent or received, or handshake denied
+
+
+class _Inbox:
+    """Whole messages waiting for the app, then the end of the session.
+
+    Bounded by the reader (it stops parsing when ``full``), so this never holds more than
+    ``ws_max_queue`` messages.
+    """
+
+    __slots__ = ("_getters", "_items", "_limit", "_space", "ended")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[str | bytes] = deque()
+        self._limit = limit
+        self._getters = trio.lowlevel.ParkingLot()
+        self._space = trio.lowlevel.ParkingLot()
+        self.ended: tuple[int, str] | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self._limit
+
+    def put(self, item: str | bytes) -> None:
+        self._items.append(item)
+        if self._getters:
+            self._getters.unpark()
+
+    def end(self, code: int, reason: str) -> None:
+        if self.ended is None:
+            self.ended = (code, reason)
+        self._getters.unpark_all()
+        self._space.unpark_all()
+
+    async def get(self) -> str | bytes | tuple[int, str]:
+        while not self._items:
+            if self.ended is not None:
+                await trio.lowlevel.checkpoint()
+                return self.ended
+            await self._getters.park()
+        item = self._items.popleft()
+        if self._space:
+            self._space.unpark()
+        return item
+
+    async def wait_for_space(self) -> None:
+        while self.full and self.ended is None:
+            await self._space.park()
+
+
+class WebSocketSession:
+    """State shared by the app's ``receive``/``send`` and the frame reader."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        http: HTTP1Protocol,
+        request: h11.Request,
+        handshake: Handshake,
+    ) -> None:
+        self._conn = conn
+        self._http = http
+        self._handshake = handshake
+        config = conn.config
+        self.scope: dict[str, Any] = websocket_scope(
+            request, conn.info, conn.server.lifespan_state, handshake.subprotocols
+        )
+        self._state = _CONNECTING
+        self._connect_delivered = False
+        self._decided = trio.Event()  # accepted, denied, or the app gave up
+        self._ws: WebSocketProtocol | None = None
+        self._inbox = _Inbox(config.ws_max_queue)
+        self._app_closed = False  # the app sent websocket.close itself
+        self._reader_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._denial_status = 0
+        self._denial_head: list[tuple[bytes, bytes]] = []
+        self._opened_at = 0.0
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self, app: ASGIApp) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._run_app, app)
+            await self._decided.wait()
+            if self._ws is not None:
+                await self._read_frames()
+                if self._conn.server.access_log:
+                    ended = self._inbox.ended or (ABNORMAL, "")
+                    log_websocket_close(self, ended[0], time.monotonic() - self._opened_at)
+                # RFC 6455 7.1.1: after the closing handshake the server closes TCP first,
+                # without waiting for the app to return.
+                await self._conn.close_stream()
+        self._nursery = None
+
+    async def _run_app(self, app: ASGIApp) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except Exception as exc:
+            if _only_disconnects(exc):
+                log.debug("WebSocket client disconnected (%s)", self.scope["path"])
+            else:
+                log.exception("Exception in ASGI application (WebSocket %s)", self.scope["path"])
+            await self._finish(INTERNAL_ERROR, failed=True)
+        else:
+            await self._finish(1000, failed=False)
+        finally:
+            self._decided.set()
+
+    async def _finish(self, code: int, *, failed: bool) -> None:
+        """The app is done: make sure the client is told, whatever state we are in."""
+        state = self._state
+        if state == _CONNECTING:
+            if not failed:
+                log.error("ASGI app returned without accepting or closing the WebSocket")
+            await self._send_http_error(500)
+        elif state == _RESPONDING:
+            # Denial response cut short: the only honest ending is closing the connection.
+            self._state = _CLOSED
+            self._inbox.end(ABNORMAL, "")
+        elif state == _OPEN:
+            await self._close(code, "")
+
+    # -- ASGI receive --------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if not self._connect_delivered:
+            self._connect_delivered = True
+            return {"type": "websocket.connect"}
+        if self._state < _OPEN:
+            # Nothing but the decision can come before accept; wait for the session to end.
+            await self._decided.wait()
+        item = await self._inbox.get()
+        if type(item) is str:
+            return {"type": "websocket.receive", "text": item}
+        if type(item) is bytes:
+            return {"type": "websocket.receive", "bytes": item}
+        code, reason = item  # type: ignore[misc]
+        return {"type": "websocket.disconnect", "code": code, "reason": reason}
+
+    # -- ASGI send -----------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        try:
+            message_type = message["type"]
+        except (KeyError, TypeError):
+            raise ASGIProtocolError(f"ASGI message must be a dict with a 'type': {message!r}")
+        if message_type == "websocket.send":
+            await self._send_message(message)
+        elif message_type == "websocket.accept":
+            await self._accept(message)
+        elif message_type == "websocket.close":
+            await self._app_close(message)
+        elif message_type == "websocket.http.response.start":
+            self._start_denial(message)
+        elif message_type == "websocket.http.response.body":
+            await self._send_denial_body(message)
+        else:
+            raise ASGIProtocolError(f"unexpected ASGI message {message_type!r} on a WebSocket")
+
+    async def _send_message(self, message: Message) -> None:
+        if self._state != _OPEN:
+            self._not_open("websocket.send")
+        data = message.get("bytes")
+        text = message.get("text")
+        if (data is None) == (text is None):
+            raise ASGIProtocolError("websocket.send needs exactly one of 'bytes' and 'text'")
+        payload = data if text is None else text
+        if not isinstance(payload, str | bytes | bytearray):
+            raise ASGIProtocolError(f"websocket.send payload of type {type(payload).__name__}")
+        ws = self._ws
+        assert ws is not None
+        conn = self._conn
+        async with conn.writing:
+            if self._state != _OPEN:  # closed while we waited for the lock
+                raise ClientDisconnected("WebSocket closed")
+            await conn.write(ws.send(payload))
+
+    def _not_open(self, what: str) -> None:
+        if self._state == _CONNECTING:
+            raise ASGIProtocolError(f"{what} before websocket.accept")
+        if self._state == _RESPONDING:
+            raise ASGIProtocolError(f"{what} during a denial response")
+        if self._app_closed:
+            raise ASGIProtocolError(f"{what} after websocket.close")
+        raise ClientDisconnected("WebSocket closed")
+
+    async def _accept(self, message: Message) -> None:
+        if self._state != _CONNECTING:
+            raise ASGIProtocolError("websocket.accept sent twice or after close")
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None and subprotocol not in self._handshake.subprotocols:
+            raise ASGIProtocolError(
+                f"subprotocol {subprotocol!r} was not offered by the client "
+                f"(offered: {self._handshake.subprotocols})"
+            )
+        try:
+            extra = [(bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())]
+        except (TypeError, ValueError):
+            raise ASGIProtocolError("websocket.accept headers must be [name, value] pairs") from None
+        if any(name == b"sec-websocket-protocol" for name, _ in extra):
+            raise ASGIProtocolError("use 'subprotocol', not a sec-websocket-protocol header")
+        headers, extensions = accept_headers(
+            self._handshake, subprotocol=subprotocol, extra_headers=extra, supported_extensions=[]
+        )
+        try:
+            head = self._http.accept_switch(headers)
+        except InvalidResponse as exc:
+            raise ASGIProtocolError(f"invalid websocket.accept headers: {exc}") from None
+        self._ws = WebSocketProtocol(
+            max_message_size=self._conn.config.ws_max_size,
+            extensions=extensions,
+            trailing_data=self._http.trailing_data,
+        )
+        # The HTTP state machine and the offer are done with; idle sessions should be small.
+        self._conn.http = None
+        self._http = None  # type: ignore[assignment]
+        self._state = _OPEN
+        self._opened_at = time.monotonic()
+        try:
+            await self._conn.send(head)
+        except ClientDisconnected:
+            self._state = _CLOSED
+            self._inbox.end(ABNORMAL, "")
+            raise
+        finally:
+            self._decided.set()
+        if self._conn.server.access_log:
+            log_websocket_open(self)
+        if self._conn.server.shutting_down:
+            self.on_shutdown(self._conn.server.close_code)
+
+    async def _app_close(self, message: Message) -> None:
+        code = message.get("code", 1000)
+        if code is None:
+            code = 1000
+        reason = message.get("reason") or ""
+        if type(code) is not int or not closable_by_app(code):
+            raise ASGIProtocolError(f"websocket.close code {code!r} may not be sent (RFC 6455 7.4)")
+        if not isinstance(reason, str):
+            raise ASGIProtocolError("websocket.close reason must be a str")
+        if self._state == _CONNECTING:
+            # ASGI: closing before accept denies the handshake with 403.
+            await self._send_http_error(403)
+            return
+        if self._state != _OPEN:
+            self._not_open("websocket.close")
+        self._app_closed = True
+        await self._close(code, reason)
+
+    def _start_denial(self, message: Message) -> None:
+        if self._state != _CONNECTING:
+            raise ASGIProtocolError("websocket.http.response.start after the handshake was decided")
+        status = message.get("status")
+        if type(status) is not int:
+            raise ASGIProtocolError(f"websocket.http.response.start needs an int status: {status!r}")
+        try:
+            self._denial_head = [(name, value) for name, value in message.get("headers", ())]
+        except (TypeError, ValueError):
+            raise ASGIProtocolError("response headers must be [name, value] pairs") from None
+        self._denial_status = status
+        self._state = _RESPONDING
+
+    async def _send_denial_body(self, message: Message) -> None:
+        if self._state != _RESPONDING:
+            raise ASGIProtocolError("websocket.http.response.body without a response start")
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        http = self._http
+        try:
+            data = b""
+            if self._denial_head is not None:
+                self._denial_head.append((b"connection", b"close"))
+                data = http.response_head(self._denial_status, self._denial_head)
+                self._denial_head = None  # type: ignore[assignment]
+            if body:
+                data += http.body(body)
+            if not more_body:
+                data += http.end()
+        except InvalidResponse as exc:
+            raise ASGIProtocolError(f"invalid denial response: {exc}") from None
+        if not more_body:
+            self._state = _CLOSED
+            self._inbox.end(ABNORMAL, "")
+            self._decided.set()
+        await self._conn.send(data)
+
+    async def _send_http_error(self, status: int) -> None:
+        self._state = _CLOSED
+        self._inbox.end(ABNORMAL, "")
+        self._decided.set()
+        response = self._http.error_response(status)
+        if response is not None and not self._conn.broken:
+            try:
+                await self._conn.send(response)
+            except ClientDisconnected:
+                pass
+
+    # -- closing -------------------------------------------------------------------------
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Start the closing handshake: send our close frame, tell the app, bound the wait."""
+        if self._state != _OPEN:
+            return
+        self._state = _CLOSED
+        self._inbox.end(code, reason)
+        ws = self._ws
+        assert ws is not None
+        conn = self._conn
+        try:
+            async with conn.writing:
+                await conn.write(ws.close(code, reason))
+        except ClientDisconnected:
+            pass
+        # The reader now only waits for the peer's answering close frame, not forever.
+        if self._reader_scope is not None:
+            self._reader_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
+
+    def on_shutdown(self, code: int = GOING_AWAY) -> None:
+        """Server shutdown: close with 1001 (1012 for a restart) from a task of our own."""
+        if self._state == _OPEN and self._nursery is not None:
+            self._nursery.start_soon(self._close, code, "")
+
+    # -- the reader (runs in the connection's task) --------------------------------------
+
+    async def _read_frames(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        conn = self._conn
+        inbox = self._inbox
+        with trio.CancelScope() as scope:
+            self._reader_scope = scope
+            if self._state != _OPEN:  # closed before the reader even started
+                scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
+            while True:
+                while not inbox.full or self._state == _CLOSED:
+                    event = ws.next_event()
+                    if event is None:
+                        break
+                    event_type = type(event)
+                    if event_type is str or event_type is bytes:
+                        if self._state == _OPEN:
+                            inbox.put(event)  # type: ignore[arg-type]
+                        # after our close frame, data is read and dropped (RFC 6455 1.4)
+                    elif event_type is PingReceived:
+                        await self._answer_ping(event)  # type: ignore[arg-type]
+                    elif event_type is PongReceived:
+                        pass  # unsolicited pongs are allowed and ignored (RFC 6455 5.5.3)
+                    elif event_type is CloseReceived:
+                        await self._on_close_frame(event)  # type: ignore[arg-type]
+                        return
+                    elif event_type is ProtocolFailure:
+                        await self._on_failure(event)  # type: ignore[arg-type]
+                        return
+                    else:
+                        assert event_type is ConnectionLost
+                        self._on_lost()
+                        return
+                if inbox.full and self._state == _OPEN:
+                    await inbox.wait_for_space()
+                    continue
+                ws.receive_data(await conn.receive())
+        # Deadline passed: the peer never answered our close frame.
+        self._reader_scope = None
+        self._on_lost()
+
+    async def _answer_ping(self, event: PingReceived) -> None:
+        ws = self._ws
+        assert ws is not None
+        if not ws.can_send:
+            return
+        conn = self._conn
+        try:
+            async with conn.writing:
+                if ws.can_send:
+                    await conn.write(ws.pong(event.payload))
+        except ClientDisconnected:
+            pass
+
+    async def _on_close_frame(self, event: CloseReceived) -> None:
+        if self._state == _OPEN:
+            # The peer started the closing handshake: echo its code, as RFC 6455 5.5.1 asks.
+            self._state = _CLOSED
+            self._inbox.end(event.code, event.reason)
+            ws = self._ws
+            assert ws is not None
+            conn = self._conn
+            try:
+                async with conn.writing:
+                    await conn.write(ws.close(event.code, ""))
+            except ClientDisconnected:
+                pass
+        # Otherwise the peer answered our close frame: the closing handshake is complete.
+
+    async def _on_failure(self, event: ProtocolFailure) -> None:
+        log.debug("WebSocket protocol error from %s: %s", self._conn.info.client, event.reason)
+        self._state = _CLOSED
+        self._inbox.end(event.code, event.reason)
+        ws = self._ws
+        assert ws is not None
+        conn = self._conn
+        try:
+            async with conn.writing:
+                await conn.write(ws.close(event.code, event.reason[:60]))
+        except ClientDisconnected:
+            pass
+
+    def _on_lost(self) -> None:
+        self._state = _CLOSED
+        self._conn.broken = True
+        self._inbox.end(ABNORMAL, "")
+
+

@@ -1,0 +1,126 @@
+"""``python -m trio_asgi APP [options]``: the parser is generated from ``Config``'s fields.
+
+Exit codes: 0 after a clean shutdown, 1 when the server could not run (e.g. the port is
+taken), 2 for a bad command line or an application that cannot be loaded, 3 when the
+application's lifespan startup failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import sys
+from typing import Any, NoReturn
+
+import trio
+
+from ._version import __version__
+from .app_loader import load_app
+from .config import Config
+from .errors import AppLoadError, ConfigError, StartupFailed
+from .logging import configure_logging, error_logger
+from .server import Server
+
+PROG = "trio-asgi"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_STARTUP_FAILED = 3
+
+_GROUP_TITLES = {
+    "binding": "where to listen",
+    "application": "application",
+    "logging": "logging",
+    "http": "HTTP",
+    "websocket": "WebSocket",
+    "shutdown": "shutdown",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One clear line and exit code 2 (argparse would print the whole usage first)."""
+        fail(message, EXIT_USAGE)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Serve an ASGI application on trio.",
+        epilog="Example: trio-asgi examples.echo:app --port 8000",
+    )
+    parser.add_argument("app", metavar="APP", help='the application, as "module:attribute"')
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(Config):
+        meta = f.metadata
+        group_name = meta["group"]
+        if group_name not in groups:
+            groups[group_name] = parser.add_argument_group(_GROUP_TITLES.get(group_name, group_name))
+        group = groups[group_name]
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        default = f.default
+        help_text = f"{meta['help']} (default: {_show(default)})"
+        if isinstance(default, bool):
+            group.add_argument(
+                _flag(f.name), action=argparse.BooleanOptionalAction, help=help_text, **kwargs
+            )
+            continue
+        if meta["choices"]:
+            kwargs["choices"] = meta["choices"]
+        else:
+            kwargs["type"] = meta["parse"] or type(default)
+            kwargs["metavar"] = meta["metavar"] or f.name.upper()
+        group.add_argument(_flag(f.name), help=help_text, **kwargs)
+    return parser
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[str, Config]:
+    """The APP target and a validated Config, or exit 2 with one line."""
+    namespace = vars(build_parser().parse_args(argv))
+    target = namespace.pop("app")
+    try:
+        config = Config(**namespace)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    return target, config
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    target, config = parse_args(argv)
+    configure_logging(config.log_level, access_log=config.access_log)
+    try:
+        app = load_app(target, factory=config.factory, app_dir=config.app_dir)
+    except AppLoadError as exc:
+        fail(str(exc), EXIT_USAGE)
+    server = Server(app, config)
+    try:
+        trio.run(functools.partial(server.serve, handle_signals=True))
+    except StartupFailed as exc:
+        fail(f"application startup failed: {exc}", EXIT_STARTUP_FAILED)
+    except OSError as exc:
+        fail(f"cannot serve on {config.host}:{config.port}: {exc.strerror or exc}", EXIT_FAILED)
+    except KeyboardInterrupt:  # Ctrl-C before the signal handler was installed
+        raise SystemExit(EXIT_FAILED) from None
+    if server.forced:
+        error_logger.warning("Stopped without a graceful shutdown")
+        raise SystemExit(EXIT_FAILED)
+    raise SystemExit(EXIT_OK)

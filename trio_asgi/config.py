@@ -1,0 +1,183 @@
+"""Every server setting, defined once: its default, its command-line flag and the reason for it.
+
+``cli.py`` builds the argument parser from the field metadata here, so a setting cannot exist
+on the command line without existing in ``Config`` (and vice versa).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+Interface = Literal["auto", "asgi3", "asgi2"]
+LifespanMode = Literal["auto", "on", "off"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    group: str,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+) -> Any:
+    """A dataclass field that also describes its command-line option (flag = field name)."""
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "group": group,
+            "choices": choices,
+            "metavar": metavar,
+            "parse": parse,
+        },
+    )
+
+
+def parse_timeout(text: str) -> float | None:
+    """Seconds as a number; ``none`` or ``0`` switch the timer off."""
+    if text.strip().lower() in ("none", "off", "0", "0.0"):
+        return None
+    return float(text)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Server settings. Construct it directly from Python, or let the CLI build it."""
+
+    # -- where to listen ------------------------------------------------------------------
+    host: str = setting(
+        "127.0.0.1",
+        "Interface to bind. Loopback by default so nothing is exposed by accident.",
+        group="binding",
+    )
+    port: int = setting(8000, "Port to bind; 0 picks a free port.", group="binding")
+    backlog: int = setting(
+        2048,
+        "Listen backlog: connections the kernel holds while we are busy accepting.",
+        group="binding",
+    )
+
+    # -- which application, and how to call it ---------------------------------------------
+    interface: Interface = setting(
+        "auto",
+        "Calling convention of the app. 'auto' detects ASGI 2 (two-callable) apps the "
+        "way asgiref does.",
+        group="application",
+        choices=("auto", "asgi3", "asgi2"),
+    )
+    lifespan: LifespanMode = setting(
+        "auto",
+        "Run the lifespan protocol: 'auto' skips it when the app does not support it.",
+        group="application",
+        choices=("auto", "on", "off"),
+    )
+    factory: bool = setting(
+        False,
+        "Treat APP as a callable that returns the application.",
+        group="application",
+    )
+    app_dir: str = setting(
+        ".",
+        "Directory put first on sys.path before importing APP.",
+        group="application",
+        metavar="DIR",
+    )
+    root_path: str = setting(
+        "",
+        "Path prefix the app is mounted at behind a proxy (scope['root_path']).",
+        group="application",
+        metavar="PATH",
+    )
+
+    # -- logging ------------------------------------------------------------------------------
+    log_level: LogLevel = setting(
+        "info",
+        "Level of the trio_asgi.error logger.",
+        group="logging",
+        choices=("critical", "error", "warning", "info", "debug"),
+    )
+    access_log: bool = setting(
+        True, "One line per request and per WebSocket session.", group="logging"
+    )
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    server_header: bool = setting(True, "Add 'Server: trio-asgi' to responses.", group="http")
+    date_header: bool = setting(True, "Add a 'Date' header to responses.", group="http")
+    timeout_keep_alive: float = setting(
+        5.0,
+        "Seconds an idle keep-alive connection is kept open waiting for the next request.",
+        group="http",
+        metavar="SECONDS",
+    )
+    h11_max_incomplete_event_size: int = setting(
+        16 * KiB,
+        "Largest request head (request line and headers) in bytes; larger gets 431.",
+        group="http",
+        metavar="BYTES",
+    )
+
+    # -- WebSocket ---------------------------------------------------------------------------
+    ws_max_size: int = setting(
+        16 * MiB,
+        "Largest WebSocket message in bytes (after reassembly); larger closes with 1009.",
+        group="websocket",
+        metavar="BYTES",
+    )
+    ws_max_queue: int = setting(
+        32,
+        "Received WebSocket messages buffered for a slow app before the server stops "
+        "reading from the socket (TCP backpressure).",
+        group="websocket",
+        metavar="N",
+    )
+
+    # -- shutdown -----------------------------------------------------------------------------
+    timeout_graceful_shutdown: float = setting(
+        10.0,
+        "Seconds in-flight requests get to finish after a shutdown signal before they are "
+        "cancelled.",
+        group="shutdown",
+        metavar="SECONDS",
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, not {value!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
+        _positive(self, "backlog", "h11_max_incomplete_event_size", "ws_max_size", "ws_max_queue")
+        _non_negative(self, "timeout_keep_alive", "timeout_graceful_shutdown")
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed (validated like a new Config)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _positive(config: Config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+
+
+def _non_negative(config: Config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is None:
+            continue
+        # `not value >= 0` also rejects NaN.
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+            raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")

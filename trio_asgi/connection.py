@@ -1,0 +1,319 @@
+"""Per-connection I/O: the read loop between requests, serialized and bounded writes, timers.
+
+One ``Connection`` per accepted stream, run as one task in the server's connections nursery.
+The HTTP cycle and the WebSocket session (``asgi/``) do their I/O through it; it owns the
+stream and closes it when ``serve`` returns, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import h11
+import trio
+
+from ._types import ASGIApp
+from .asgi.scope import ConnectionInfo, http_scope
+from .config import Config
+from .errors import ClientDisconnected
+from .protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol
+from .protocols.websocket import wants_websocket
+
+if TYPE_CHECKING:
+    from .asgi.http import HTTPCycle
+    from .asgi.websocket import WebSocketSession
+
+log = logging.getLogger("trio_asgi.error")
+access_logger = logging.getLogger("trio_asgi.access")
+
+# 64 KiB per read: big enough to take a whole pipelined burst or a large frame in few
+# syscalls, small enough to stay under glibc's mmap threshold (128 KiB), above which every
+# read would cost an mmap/munmap pair.
+RECEIVE_SIZE: Final = 64 * 1024
+# How long a peer may keep us waiting while we push bytes at it. Writes are never shielded
+# and never buffered by us, so this bound is what keeps a stalled reader from pinning a task.
+WRITE_TIMEOUT: Final = 60.0
+# An unread request body is drained (so the connection can be reused) up to this size;
+# beyond that closing is cheaper than reading.
+DRAIN_LIMIT: Final = 256 * 1024
+# Seconds to spend on a TLS close_notify or similar polite goodbye before just dropping.
+CLOSE_TIMEOUT: Final = 1.0
+
+
+@dataclass(eq=False)
+class ServerState:
+    """What all connections of one server share."""
+
+    app: ASGIApp
+    config: Config
+    lifespan_state: dict[str, Any] = field(default_factory=dict)
+    connections: set[Connection] = field(default_factory=set)
+    shutting_down: bool = False
+    close_code: int = 1001
+
+    @property
+    def access_log(self) -> bool:
+        return self.config.access_log and access_logger.isEnabledFor(logging.INFO)
+
+    def begin_shutdown(self, close_code: int = 1001) -> None:
+        """Ask every connection to wind down; each does its own I/O for it."""
+        self.shutting_down = True
+        self.close_code = close_code
+        for connection in list(self.connections):
+            connection.shutdown()
+
+
+class _WriteLock:
+    """A FIFO lock for writers whose uncontended path does not yield to the scheduler.
+
+    ``trio.StrictFIFOLock.acquire`` always checkpoints; on the per-message hot path that is a
+    whole extra trip through the run loop, while the write that follows checkpoints anyway.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = trio.StrictFIFOLock()
+
+    async def __aenter__(self) -> None:
+        if self._lock.locked():
+            await self._lock.acquire()
+        else:
+            self._lock.acquire_nowait()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+
+class Connection:
+    """One client connection: HTTP/1.1 requests in turn, possibly upgraded to WebSocket."""
+
+    def __init__(self, stream: trio.abc.Stream, server: ServerState, info: ConnectionInfo) -> None:
+        self.stream = stream
+        self.server = server
+        self.config = server.config
+        self.info = info
+        self.writing = _WriteLock()
+        self.broken = False  # the stream can no longer carry bytes either way
+        self.peer_closed = False  # we read end-of-file
+        self.http: HTTP1Protocol | None = HTTP1Protocol(
+            max_head_size=self.config.h11_max_incomplete_event_size,
+            server_header=self.config.server_header,
+            date_header=self.config.date_header,
+        )
+        self.cycle: HTTPCycle | None = None
+        self.websocket: WebSocketSession | None = None
+        self._idle_scope: trio.CancelScope | None = None
+
+    # -- raw I/O -----------------------------------------------------------------------------
+
+    async def receive(self) -> bytes:
+        """Next bytes from the peer; ``b""`` once it closed or the stream failed."""
+        if self.peer_closed or self.broken:
+            await trio.lowlevel.checkpoint()
+            return b""
+        try:
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.broken = True
+            data = b""
+        if not data:
+            self.peer_closed = True
+        return data
+
+    async def write(self, data: bytes) -> None:
+        """Hand ``data`` to the transport; the caller holds ``self.writing``.
+
+        Raises ``ClientDisconnected`` when the peer is gone or did not take the bytes within
+        the write timeout; either way the stream is then unusable.
+        """
+        if self.broken:
+            raise ClientDisconnected("connection closed")
+        done = False
+        try:
+            with trio.move_on_after(WRITE_TIMEOUT):
+                await self.stream.send_all(data)
+                done = True
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ClientDisconnected("connection closed by peer") from exc
+        finally:
+            if not done:
+                # Cancelled, timed out or failed part-way: the byte stream is corrupt now.
+                self.broken = True
+        if not done:
+            raise ClientDisconnected("peer stopped reading; write timed out")
+
+    async def send(self, data: bytes) -> None:
+        """``write`` under the write lock."""
+        async with self.writing:
+            await self.write(data)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        self.server.connections.add(self)
+        try:
+            await self._serve_http()
+        finally:
+            self.server.connections.discard(self)
+            await self.close_stream()
+
+    def shutdown(self) -> None:
+        """The server is stopping: finish what is in flight, take nothing new."""
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+        if self.cycle is not None:
+            self.cycle.on_shutdown()
+        if self.websocket is not None:
+            self.websocket.on_shutdown(self.server.close_code)
+
+    async def close_stream(self) -> None:
+        """Close politely (TLS close_notify) within a short bound. Trio streams release the
+        socket even when this is cancelled or times out, so no shielding is needed."""
+        self.broken = True
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+    # -- HTTP/1.1 ----------------------------------------------------------------------------
+
+    async def _serve_http(self) -> None:
+        from .asgi.http import HTTPCycle
+
+        proto = self.http
+        assert proto is not None
+        while True:
+            try:
+                request = await self._next_request(proto)
+            except BadRequest as exc:
+                await self._reject(proto, exc.status, exc.detail)
+                return
+            if request is None:
+                return
+            if request.method == b"CONNECT":
+                await self._reject(proto, 405, "CONNECT is not supported")
+                return
+            if wants_websocket(request.headers):
+                await self._serve_websocket(proto, request)
+                return
+            scope = http_scope(request, self.info, self.server.lifespan_state)
+            cycle = HTTPCycle(self, proto, request, scope)
+            self.cycle = cycle
+            try:
+                await cycle.run(self.server.app)
+            finally:
+                self.cycle = None
+            if not cycle.keep_alive or self.server.shutting_down:
+                return
+            if not await self._prepare_next_cycle(proto):
+                return
+
+    async def _next_request(self, proto: HTTP1Protocol) -> h11.Request | None:
+        """The next request head, ``None`` when the connection should just close."""
+        event = proto.next_event()
+        while event is NEED_DATA:
+            if self.server.shutting_down:
+                return None
+            data = await self._receive_idle() if proto.buffered_size == 0 else await self.receive()
+            if data is None:
+                return None
+            proto.receive_data(data)
+            event = proto.next_event()
+        if type(event) is h11.Request:
+            return event
+        return None  # ConnectionClosed
+
+    async def _receive_idle(self) -> bytes | None:
+        """Wait for the first byte of a request: bounded by the keep-alive timeout, and
+        interrupted by shutdown (idle connections are closed first)."""
+        timeout = self.config.timeout_keep_alive
+        with trio.CancelScope(
+            deadline=trio.current_time() + timeout if timeout else math.inf
+        ) as scope:
+            self._idle_scope = scope
+            try:
+                return await self.receive()
+            finally:
+                self._idle_scope = None
+        return None
+
+    async def _prepare_next_cycle(self, proto: HTTP1Protocol) -> bool:
+        """Reset for another request; drain a small unread request body first."""
+        if proto.start_next_cycle():
+            return True
+        if proto.response_in_progress or proto.client_waiting_for_100_continue:
+            # The client never got a 100 Continue, so its body may never come.
+            return False
+        drained = 0
+        with trio.move_on_after(self.config.timeout_keep_alive or math.inf):
+            while drained <= DRAIN_LIMIT:
+                try:
+                    event = proto.next_event()
+                except BadRequest:
+                    return False
+                if event is NEED_DATA:
+                    data = await self.receive()
+                    if not data:
+                        return False
+                    proto.receive_data(data)
+                elif type(event) is h11.Data:
+                    drained += len(event.data)
+                elif type(event) is h11.EndOfMessage:
+                    return proto.start_next_cycle()
+                else:
+                    return False
+        return False
+
+    async def _reject(self, proto: HTTP1Protocol, status: int, detail: str) -> None:
+        """Answer a request we will not run (bad input) and close."""
+        log.debug("rejecting request from %s with %d: %s", self.info.client, status, detail)
+        response = proto.error_response(status, detail if status < 500 else None)
+        if response is not None:
+            try:
+                await self.send(response)
+            except ClientDisconnected:
+                pass
+
+    # -- WebSocket ---------------------------------------------------------------------------
+
+    async def _serve_websocket(self, proto: HTTP1Protocol, request: h11.Request) -> None:
+        from .asgi.websocket import WebSocketSession
+        from .protocols.websocket import HandshakeError, check_handshake
+
+        # h11 parks in MIGHT_SWITCH_PROTOCOL only once the (normally empty) request body ended.
+        try:
+            while True:
+                event = proto.next_event()
+                if event is NEED_DATA:
+                    data = await self.receive()
+                    if not data:
+                        return
+                    proto.receive_data(data)
+                elif type(event) is h11.EndOfMessage:
+                    break
+                elif type(event) is not h11.Data:
+                    return
+            handshake = check_handshake(request.method, request.http_version, request.headers)
+        except BadRequest as exc:
+            await self._reject(proto, exc.status, exc.detail)
+            return
+        except HandshakeError as exc:
+            log.debug("bad WebSocket handshake from %s: %s", self.info.client, exc.detail)
+            response = proto.error_response(exc.status, exc.detail, exc.headers)
+            if response is not None:
+                try:
+                    await self.send(response)
+                except ClientDisconnected:
+                    pass
+            return
+        session = WebSocketSession(self, proto, request, handshake)
+        self.websocket = session
+        try:
+            await session.run(self.server.app)
+        finally:
+            self.websocket = None

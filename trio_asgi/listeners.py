@@ -1,0 +1,72 @@
+"""Listening sockets and the accept loops that hand each new stream to a handler task."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import trio
+
+from .config import Config
+
+log = logging.getLogger("trio_asgi.error")
+
+# accept() failing with these means "out of resources right now", not "listener broken":
+# existing connections keep being served and we retry once some are released.
+ACCEPT_CAPACITY_ERRNOS: Final = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+)
+# Backoff while out of descriptors: start small so recovery is quick, cap it so we notice
+# freed descriptors within a second.
+BACKOFF_START: Final = 0.01
+BACKOFF_MAX: Final = 1.0
+
+
+async def open_listeners(config: Config) -> list[trio.SocketListener]:
+    """Bind every address the config names (a host name may resolve to several)."""
+    return await trio.open_tcp_listeners(config.port, host=config.host, backlog=config.backlog)
+
+
+def listener_address(listener: trio.SocketListener) -> tuple[str, int]:
+    host, port, *_ = listener.socket.getsockname()
+    return host, port
+
+
+def listener_url(listener: trio.SocketListener, scheme: str = "http") -> str:
+    host, port = listener_address(listener)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+async def accept_loop(
+    listener: trio.SocketListener,
+    nursery: trio.Nursery,
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+) -> None:
+    """Accept forever, starting ``handler(stream)`` in ``nursery`` for each connection."""
+    backoff = BACKOFF_START
+    exhausted = False
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                raise
+            if not exhausted:
+                log.error(
+                    "accept() failed (%s): out of file descriptors or memory; "
+                    "existing connections are still served, retrying with backoff",
+                    errno.errorcode.get(exc.errno or 0, exc.errno),
+                )
+                exhausted = True
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+            continue
+        if exhausted:
+            log.info("accept() works again; new connections are accepted")
+            exhausted = False
+            backoff = BACKOFF_START
+        nursery.start_soon(handler, stream)

@@ -1,0 +1,219 @@
+"""HTTP/1.1 as a sans-IO state machine over h11: bytes in, events out; responses in, bytes out.
+
+Nothing here imports trio or calls the application, so each policy below (what a malformed
+request gets, which headers the server adds, when a connection may carry another request) is
+tested with plain synchronous transcripts.
+"""
+
+from __future__ import annotations
+
+import http
+import time
+from collections.abc import Iterable
+from email.utils import formatdate
+from typing import Final
+
+import h11
+
+from .._version import __version__
+
+NEED_DATA: Final = h11.NEED_DATA
+PAUSED: Final = h11.PAUSED
+Request = h11.Request
+Data = h11.Data
+EndOfMessage = h11.EndOfMessage
+ConnectionClosed = h11.ConnectionClosed
+
+SERVER_NAME: Final = f"trio-asgi/{__version__}".encode()
+_REASONS: Final = {status.value: status.phrase.encode() for status in http.HTTPStatus}
+_PLAIN_TEXT: Final = (b"content-type", b"text/plain; charset=utf-8")
+
+
+class BadRequest(Exception):
+    """The peer broke HTTP/1.1; answer with ``status`` (400, 431, ...) and close."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class InvalidResponse(Exception):
+    """The response we were asked to send is not valid HTTP (bad header, wrong length...)."""
+
+
+class _DateCache:
+    """The ``Date`` value, formatted at most once per second.
+
+    Formatting a date costs about as much as serializing the rest of a small response head,
+    and its value only changes once a second.
+    """
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def __call__(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._value = formatdate(now, usegmt=True).encode("ascii")
+            self._second = now
+        return self._value
+
+
+http_date = _DateCache()
+
+
+def reason_phrase(status: int) -> bytes:
+    return _REASONS.get(status, b"")
+
+
+class HTTP1Protocol:
+    """One HTTP/1.1 server connection: request parsing and response serialization."""
+
+    __slots__ = ("_conn", "_date_header", "_server_header")
+
+    def __init__(
+        self, *, max_head_size: int, server_header: bool = True, date_header: bool = True
+    ) -> None:
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
+        self._server_header = server_header
+        self._date_header = date_header
+
+    # -- input -----------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the peer; ``b""`` means the peer closed its side."""
+        self._conn.receive_data(data)
+
+    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        """The next request event, ``NEED_DATA`` or ``PAUSED``; raises ``BadRequest``."""
+        try:
+            return self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise BadRequest(exc.error_status_hint, str(exc)) from None
+
+    @property
+    def client_waiting_for_100_continue(self) -> bool:
+        return self._conn.they_are_waiting_for_100_continue
+
+    @property
+    def request_complete(self) -> bool:
+        """The whole request (body included) has been parsed."""
+        return self._conn.their_state is h11.DONE or self._conn.their_state is h11.MUST_CLOSE
+
+    @property
+    def response_in_progress(self) -> bool:
+        """Response bytes were produced and the response is not complete."""
+        return self._conn.our_state is h11.SEND_BODY
+
+    @property
+    def peer_closed(self) -> bool:
+        """The peer closed its sending side (we were given ``b""``)."""
+        return self._conn.trailing_data[1]
+
+    @property
+    def buffered_size(self) -> int:
+        """Bytes received but not parsed yet (e.g. a pipelined next request)."""
+        return len(self._conn.trailing_data[0])
+
+    @property
+    def trailing_data(self) -> bytes:
+        return self._conn.trailing_data[0]
+
+    # -- output ----------------------------------------------------------------------------
+
+    def informational(self, status: int, headers: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
+        """A 1xx response head: ``100 Continue``, ``103 Early Hints`` or ``101``."""
+        try:
+            event = h11.InformationalResponse(
+                status_code=status, headers=list(headers), reason=reason_phrase(status)
+            )
+        except h11.LocalProtocolError as exc:
+            raise InvalidResponse(str(exc)) from None
+        return self._send(event)
+
+    def response_head(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """The status line and headers, with ``Date``/``Server`` added unless already set."""
+        headers = list(headers)
+        add_server = self._server_header
+        add_date = self._date_header
+        if add_server or add_date:
+            for name, _ in headers:
+                lowered = name.lower()
+                if lowered == b"server":
+                    add_server = False
+                elif lowered == b"date":
+                    add_date = False
+            if add_server:
+                headers.insert(0, (b"server", SERVER_NAME))
+            if add_date:
+                headers.insert(0, (b"date", http_date()))
+        try:
+            # Built before it reaches the state machine, so a bad header leaves h11 able to
+            # send a 500 instead.
+            event = h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
+        except h11.LocalProtocolError as exc:
+            raise InvalidResponse(str(exc)) from None
+        return self._send(event)
+
+    def body(self, data: bytes) -> bytes:
+        """One piece of the response body, framed (chunked or counted) as h11 decided."""
+        try:
+            chunks = self._conn.send_with_data_passthrough(h11.Data(data=data))
+        except h11.LocalProtocolError as exc:
+            raise InvalidResponse(str(exc)) from None
+        assert chunks is not None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def end(self, trailers: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
+        """End of the response body (with trailers, if the framing allows them)."""
+        return self._send(h11.EndOfMessage(headers=list(trailers)))
+
+    def error_response(
+        self,
+        status: int,
+        message: str | None = None,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+    ) -> bytes | None:
+        """A complete plain-text error response that also closes the connection.
+
+        ``None`` when a response is already under way: then all we can do is close.
+        """
+        if self._conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return None
+        body = (message or reason_phrase(status).decode()).encode() + b"\n"
+        head = [
+            _PLAIN_TEXT,
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            *headers,
+        ]
+        try:
+            return self.response_head(status, head) + self.body(body) + self.end()
+        except InvalidResponse:  # pragma: no cover - our own headers are valid
+            return None
+
+    def accept_switch(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """``101 Switching Protocols``; afterwards the connection no longer speaks HTTP."""
+        return self.informational(101, headers)
+
+    # -- between requests ------------------------------------------------------------------
+
+    def start_next_cycle(self) -> bool:
+        """Prepare for the next request on this connection; False if it must close instead."""
+        conn = self._conn
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            return True
+        return False
+
+    def _send(self, event: h11.Event) -> bytes:
+        try:
+            data = self._conn.send(event)
+        except h11.LocalProtocolError as exc:
+            raise InvalidResponse(str(exc)) from None
+        assert data is not None
+        return data

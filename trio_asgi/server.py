@@ -1,0 +1,152 @@
+"""``serve()``: the nurseries of a running server and the order in which it stops.
+
+The root nursery holds the lifespan task and the signal watcher; inside it, a *connections*
+nursery holds one task per client, and inside that a *listeners* nursery holds the accept
+loops. Keeping listeners and connections apart is what makes a graceful stop possible:
+cancel the listeners (stop accepting), ask each connection to wind down, give them a
+deadline, then cancel whatever is left. Lifespan shutdown runs after the last connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+from typing import Any
+
+import trio
+
+from .app_loader import adapt
+from .asgi.scope import ConnectionInfo
+from .config import Config
+from .connection import Connection, ServerState
+from .lifespan import Lifespan
+from .listeners import accept_loop, listener_address, listener_url, open_listeners
+
+log = logging.getLogger("trio_asgi.error")
+
+Address = tuple[str, int]
+
+
+class Server:
+    """One server: ``await server.serve()`` runs it; ``request_shutdown()`` stops it."""
+
+    def __init__(self, app: Any, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.state = ServerState(app=adapt(app, self.config.interface), config=self.config)
+        self.addresses: list[Address] = []
+        self.forced = False  # a second signal cut the graceful shutdown short
+        self._stop = trio.Event()
+        self._root: trio.Nursery | None = None
+
+    def request_shutdown(self) -> None:
+        """Begin a graceful shutdown (idempotent). Safe to call from any trio task."""
+        self._stop.set()
+
+    def force_shutdown(self) -> None:
+        """Stop now: cancel everything, skipping the drain deadline."""
+        self.forced = True
+        self._stop.set()
+        if self._root is not None:
+            self._root.cancel_scope.cancel()
+
+    async def serve(
+        self,
+        *,
+        handle_signals: bool = False,
+        task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        config = self.config
+        state = self.state
+        async with trio.open_nursery() as root:
+            self._root = root
+            if handle_signals:
+                await root.start(self._watch_signals)
+            listeners = await open_listeners(config)
+            lifespan = Lifespan(state.app, config.lifespan, state.lifespan_state)
+            try:
+                await lifespan.startup(root)
+            except BaseException:
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
+                raise
+            self.addresses = [listener_address(listener) for listener in listeners]
+
+            with trio.CancelScope() as drain_scope:
+                async with trio.open_nursery() as connections:
+                    async with trio.open_nursery() as accepting:
+                        for listener in listeners:
+                            accepting.start_soon(
+                                accept_loop, listener, connections, self._handle
+                            )
+                        log.info(
+                            "trio_asgi listening on %s (press CTRL+C to quit)",
+                            ", ".join(listener_url(listener) for listener in listeners),
+                        )
+                        task_status.started(list(self.addresses))
+                        await self._stop.wait()
+                        accepting.cancel_scope.cancel()
+                    for listener in listeners:
+                        await trio.aclose_forcefully(listener)
+                    log.info("Shutting down: waiting for %d connection(s)", len(state.connections))
+                    state.begin_shutdown()
+                    grace = config.timeout_graceful_shutdown
+                    drain_scope.deadline = trio.current_time() + grace if grace else math.inf
+            if drain_scope.cancelled_caught:
+                log.warning("Graceful shutdown timed out; remaining connections were cancelled")
+            await lifespan.shutdown()
+            root.cancel_scope.cancel()  # the signal watcher, and a lifespan task still running
+        self._root = None
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        try:
+            client = stream.socket.getpeername()
+            server = stream.socket.getsockname()
+        except OSError:  # the client left before we got to it
+            await trio.aclose_forcefully(stream)
+            return
+        info = ConnectionInfo(
+            client=(client[0], client[1]),
+            server=(server[0], server[1]),
+            root_path=self.config.root_path,
+        )
+        await Connection(stream, self.state, info).serve()
+
+    async def _watch_signals(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                if self._stop.is_set():
+                    log.warning("Received %s again: stopping now", signal.Signals(signum).name)
+                    self.force_shutdown()
+                    return
+                log.info("Received %s: shutting down gracefully", signal.Signals(signum).name)
+                self.request_shutdown()
+
+
+async def serve(
+    app: Any,
+    config: Config | None = None,
+    shutdown_trigger: trio.Event | None = None,
+    *,
+    task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until the surrounding nursery is cancelled or ``shutdown_trigger`` is set.
+
+    Use it with ``await nursery.start(serve, app, config)``, which returns the bound
+    ``(host, port)`` addresses once the app's lifespan startup completed and the server
+    accepts connections. Setting ``shutdown_trigger`` stops gracefully (stop accepting, let
+    in-flight requests finish within ``timeout_graceful_shutdown``, run lifespan shutdown);
+    cancelling stops at once.
+    """
+    server = Server(app, config)
+    async with trio.open_nursery() as nursery:
+        if shutdown_trigger is not None:
+
+            async def watch_trigger() -> None:
+                await shutdown_trigger.wait()
+                server.request_shutdown()
+
+            nursery.start_soon(watch_trigger)
+        await server.serve(task_status=task_status)
+        nursery.cancel_scope.cancel()
