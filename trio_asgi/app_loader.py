@@ -28,15 +28,15 @@ def import_from_string(target: str, *, app_dir: str = ".") -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name) and (
-            exc.name == module_name or module_name.startswith(exc.name + ".")
+        if (
+            exc.name
+            and module_name.startswith(exc.name)
+            and (exc.name == module_name or module_name.startswith(exc.name + "."))
         ):
             raise AppLoadError(f"could not import module {module_name!r}") from None
         raise AppLoadError(f"importing {module_name!r} failed: {exc}") from exc
     except Exception as exc:
-        raise AppLoadError(
-            f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
-        ) from exc
+        raise AppLoadError(f"importing {module_name!r} raised {type(exc).__name__}: {exc}") from exc
     obj: Any = module
     for attr in attrs.split("."):
         try:
@@ -55,9 +55,7 @@ def load_app(target: str, *, factory: bool = False, app_dir: str = ".") -> Any:
         try:
             obj = obj()
         except Exception as exc:
-            raise AppLoadError(
-                f"app factory {target} raised {type(exc).__name__}: {exc}"
-            ) from exc
+            raise AppLoadError(f"app factory {target} raised {type(exc).__name__}: {exc}") from exc
     if not callable(obj):
         raise AppLoadError(f"{target} is not callable, so it is not an ASGI application")
     return obj

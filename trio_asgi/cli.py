@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         meta = f.metadata
         group_name = meta["group"]
         if group_name not in groups:
-            groups[group_name] = parser.add_argument_group(_GROUP_TITLES.get(group_name, group_name))
+            groups[group_name] = parser.add_argument_group(
+                _GROUP_TITLES.get(group_name, group_name)
+            )
         group = groups[group_name]
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
         default = f.default

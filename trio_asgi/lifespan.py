@@ -28,6 +28,7 @@ class Lifespan:
         self._shutdown_requested = trio.Event()
         self._shutdown_sent = False
         self._shutdown_done = trio.Event()
+        self.shutdown_failure: str | None = None
 
     async def startup(self, nursery: trio.Nursery) -> None:
         """Run startup to its end; raise ``StartupFailed`` if the app reports failure."""
@@ -95,7 +96,8 @@ class Lifespan:
         elif message_type == "lifespan.shutdown.complete" and self._shutdown_requested.is_set():
             self._shutdown_done.set()
         elif message_type == "lifespan.shutdown.failed" and self._shutdown_requested.is_set():
-            log.error("Application shutdown failed: %s", message.get("message") or "no message")
+            self.shutdown_failure = str(message.get("message") or "no message given")
+            log.error("Application shutdown failed: %s", self.shutdown_failure)
             self._shutdown_done.set()
         else:
             raise ASGIProtocolError(f"unexpected lifespan message {message!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -15,9 +15,7 @@ log = logging.getLogger("trio_asgi.error")
 
 # accept() failing with these means "out of resources right now", not "listener broken":
 # existing connections keep being served and we retry once some are released.
-ACCEPT_CAPACITY_ERRNOS: Final = frozenset(
-    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-)
+ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 # Backoff while out of descriptors: start small so recovery is quick, cap it so we notice
 # freed descriptors within a second.
 BACKOFF_START: Final = 0.01
@@ -29,12 +27,27 @@ async def open_listeners(config: Config) -> list[trio.SocketListener]:
     return await trio.open_tcp_listeners(config.port, host=config.host, backlog=config.backlog)
 
 
-def listener_address(listener: trio.SocketListener) -> tuple[str, int]:
-    host, port, *_ = listener.socket.getsockname()
-    return host, port
+def listener_address(listener: trio.abc.Listener[Any]) -> tuple[str, int]:
+    """The bound ``(host, port)``; in-memory listeners (the test client's) name their own."""
+    if isinstance(listener, trio.SocketListener):
+        host, port, *_ = listener.socket.getsockname()
+        return host, port
+    return listener.address  # type: ignore[attr-defined, no-any-return]
 
 
-def listener_url(listener: trio.SocketListener, scheme: str = "http") -> str:
+def stream_addresses(stream: trio.abc.Stream) -> tuple[tuple[str, int], tuple[str, int]] | None:
+    """``(client, server)`` addresses of an accepted stream; ``None`` if the peer is gone."""
+    if isinstance(stream, trio.SocketStream):
+        try:
+            client = stream.socket.getpeername()
+            server = stream.socket.getsockname()
+        except OSError:
+            return None
+        return (client[0], client[1]), (server[0], server[1])
+    return stream.client_address, stream.server_address  # type: ignore[attr-defined]
+
+
+def listener_url(listener: trio.abc.Listener[Any], scheme: str = "http") -> str:
     host, port = listener_address(listener)
     if ":" in host:
         host = f"[{host}]"
@@ -42,9 +55,9 @@ def listener_url(listener: trio.SocketListener, scheme: str = "http") -> str:
 
 
 async def accept_loop(
-    listener: trio.SocketListener,
+    listener: trio.abc.Listener[Any],
     nursery: trio.Nursery,
-    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    handler: Callable[[Any], Awaitable[None]],
 ) -> None:
     """Accept forever, starting ``handler(stream)`` in ``nursery`` for each connection."""
     backoff = BACKOFF_START

@@ -67,9 +67,7 @@ def log_http_access(cycle: HTTPCycle, duration: float) -> None:
 
 def log_websocket_open(session: WebSocketSession) -> None:
     scope = session.scope
-    access_logger.info(
-        '%s - "WebSocket %s" open', format_address(scope["client"]), scope["path"]
-    )
+    access_logger.info('%s - "WebSocket %s" open', format_address(scope["client"]), scope["path"])
 
 
 def log_websocket_close(session: WebSocketSession, code: int, duration: float) -> None:

@@ -21,7 +21,13 @@ from .asgi.scope import ConnectionInfo
 from .config import Config
 from .connection import Connection, ServerState
 from .lifespan import Lifespan
-from .listeners import accept_loop, listener_address, listener_url, open_listeners
+from .listeners import (
+    accept_loop,
+    listener_address,
+    listener_url,
+    open_listeners,
+    stream_addresses,
+)
 
 log = logging.getLogger("trio_asgi.error")
 
@@ -38,6 +44,7 @@ class Server:
         self.forced = False  # a second signal cut the graceful shutdown short
         self._stop = trio.Event()
         self._root: trio.Nursery | None = None
+        self.lifespan = Lifespan(self.state.app, self.config.lifespan, self.state.lifespan_state)
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (idempotent). Safe to call from any trio task."""
@@ -53,17 +60,21 @@ class Server:
     async def serve(
         self,
         *,
+        listeners: list[trio.abc.Listener[Any]] | None = None,
         handle_signals: bool = False,
         task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Run until shut down. ``listeners`` replaces binding the configured address (the
+        test client passes an in-memory one)."""
         config = self.config
         state = self.state
         async with trio.open_nursery() as root:
             self._root = root
             if handle_signals:
                 await root.start(self._watch_signals)
-            listeners = await open_listeners(config)
-            lifespan = Lifespan(state.app, config.lifespan, state.lifespan_state)
+            if listeners is None:
+                listeners = list(await open_listeners(config))
+            lifespan = self.lifespan
             try:
                 await lifespan.startup(root)
             except BaseException:
@@ -76,9 +87,7 @@ class Server:
                 async with trio.open_nursery() as connections:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
-                            accepting.start_soon(
-                                accept_loop, listener, connections, self._handle
-                            )
+                            accepting.start_soon(accept_loop, listener, connections, self._handle)
                         log.info(
                             "trio_asgi listening on %s (press CTRL+C to quit)",
                             ", ".join(listener_url(listener) for listener in listeners),
@@ -98,21 +107,19 @@ class Server:
             root.cancel_scope.cancel()  # the signal watcher, and a lifespan task still running
         self._root = None
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        try:
-            client = stream.socket.getpeername()
-            server = stream.socket.getsockname()
-        except OSError:  # the client left before we got to it
+    async def _handle(self, stream: trio.abc.Stream) -> None:
+        addresses = stream_addresses(stream)
+        if addresses is None:  # the client left before we got to it
             await trio.aclose_forcefully(stream)
             return
         info = ConnectionInfo(
-            client=(client[0], client[1]),
-            server=(server[0], server[1]),
-            root_path=self.config.root_path,
+            client=addresses[0], server=addresses[1], root_path=self.config.root_path
         )
         await Connection(stream, self.state, info).serve()
 
-    async def _watch_signals(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _watch_signals(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
             async for signum in signals:

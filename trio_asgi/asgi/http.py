@@ -182,7 +182,9 @@ class HTTPCycle:
         try:
             message_type = message["type"]
         except (KeyError, TypeError):
-            raise ASGIProtocolError(f"ASGI message must be a dict with a 'type': {message!r}")
+            raise ASGIProtocolError(
+                f"ASGI message must be a dict with a 'type': {message!r}"
+            ) from None
         if message_type == "http.response.body":
             await self._send_body(message)
         elif message_type == "http.response.start":

@@ -197,7 +197,9 @@ class WebSocketSession:
         try:
             message_type = message["type"]
         except (KeyError, TypeError):
-            raise ASGIProtocolError(f"ASGI message must be a dict with a 'type': {message!r}")
+            raise ASGIProtocolError(
+                f"ASGI message must be a dict with a 'type': {message!r}"
+            ) from None
         if message_type == "websocket.send":
             await self._send_message(message)
         elif message_type == "websocket.accept":
@@ -248,9 +250,13 @@ class WebSocketSession:
                 f"(offered: {self._handshake.subprotocols})"
             )
         try:
-            extra = [(bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())]
+            extra = [
+                (bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())
+            ]
         except (TypeError, ValueError):
-            raise ASGIProtocolError("websocket.accept headers must be [name, value] pairs") from None
+            raise ASGIProtocolError(
+                "websocket.accept headers must be [name, value] pairs"
+            ) from None
         if any(name == b"sec-websocket-protocol" for name, _ in extra):
             raise ASGIProtocolError("use 'subprotocol', not a sec-websocket-protocol header")
         headers, extensions = accept_headers(
@@ -306,7 +312,9 @@ class WebSocketSession:
             raise ASGIProtocolError("websocket.http.response.start after the handshake was decided")
         status = message.get("status")
         if type(status) is not int:
-            raise ASGIProtocolError(f"websocket.http.response.start needs an int status: {status!r}")
+            raise ASGIProtocolError(
+                f"websocket.http.response.start needs an int status: {status!r}"
+            )
         try:
             self._denial_head = [(name, value) for name, value in message.get("headers", ())]
         except (TypeError, ValueError):
@@ -462,5 +470,3 @@ class WebSocketSession:
         self._state = _CLOSED
         self._conn.broken = True
         self._inbox.end(ABNORMAL, "")
-
-

@@ -1,0 +1,240 @@
+"""The HTTP side of the test client: requests out, responses in, over one in-memory stream."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from email.message import Message as _MIMEHeader
+from typing import Any
+
+import h11
+import trio
+
+from ._streams import MemoryStream
+
+HeaderInput = Mapping[str, str] | Iterable[tuple[str, str]] | None
+
+
+class Headers:
+    """Response (or request) headers: ordered, duplicates kept, looked up case-insensitively."""
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self.raw = [(bytes(name).lower(), bytes(value)) for name, value in raw]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self.get_list(name)
+        return ", ".join(values) if values else default
+
+    def get_list(self, name: str) -> list[str]:
+        key = name.lower().encode("latin-1")
+        return [value.decode("latin-1") for found, value in self.raw if found == key]
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and bool(self.get_list(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name.decode("latin-1") for name, _ in self.raw))
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.raw]
+
+    def __repr__(self) -> str:
+        return f"Headers({self.items()!r})"
+
+
+def encode_headers(headers: HeaderInput) -> list[tuple[bytes, bytes]]:
+    if headers is None:
+        return []
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [
+        (
+            name.encode("latin-1") if isinstance(name, str) else name,
+            value.encode("latin-1") if isinstance(value, str) else value,
+        )
+        for name, value in pairs
+    ]
+
+
+class Response:
+    """A complete response: status, headers, body."""
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: Headers,
+        content: bytes,
+        *,
+        http_version: str,
+        connection_id: int,
+        informational: list[tuple[int, Headers]],
+        trailers: Headers,
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+        self.http_version = http_version
+        self.connection_id = connection_id  # equal ids: the requests shared a connection
+        self.informational = informational  # 1xx responses that came first (100, 103, ...)
+        self.trailers = trailers
+
+    @property
+    def encoding(self) -> str:
+        content_type = self.headers.get("content-type")
+        if content_type:
+            header = _MIMEHeader()
+            header["content-type"] = content_type
+            charset = header.get_param("charset")
+            if isinstance(charset, str):
+                return charset
+        return "utf-8"
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding, errors="replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code}]>"
+
+
+class ClientConnection:
+    """One HTTP/1.1 connection from the test client to the server."""
+
+    def __init__(self, stream: MemoryStream, connection_id: int) -> None:
+        self.stream = stream
+        self.id = connection_id
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    @property
+    def reusable(self) -> bool:
+        return (
+            not self.stream.closed
+            and self.h11.our_state is h11.DONE
+            and self.h11.their_state is h11.DONE
+        )
+
+    def reset(self) -> None:
+        self.h11.start_next_cycle()
+
+    async def send_request(
+        self,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterable[bytes] | None,
+    ) -> None:
+        if isinstance(body, bytes | bytearray):
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+        elif body is not None:
+            headers = [*headers, (b"transfer-encoding", b"chunked")]
+        request = h11.Request(method=method, target=target, headers=headers)
+        await self._send(request)
+        if isinstance(body, bytes | bytearray):
+            if body:
+                await self._send(h11.Data(data=bytes(body)))
+        elif body is not None:
+            async for chunk in body:
+                if chunk:
+                    await self._send(h11.Data(data=chunk))
+        await self._send(h11.EndOfMessage())
+
+    async def _send(self, event: h11.Event) -> None:
+        data = self.h11.send(event)
+        if data:
+            await self.stream.send_all(data)
+
+    async def next_event(self) -> h11.Event:
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self.stream.receive_some()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                self.h11.receive_data(data)
+                continue
+            assert isinstance(event, h11.Event)
+            return event
+
+    async def read_head(self) -> tuple[h11.Response, list[tuple[int, Headers]]]:
+        informational: list[tuple[int, Headers]] = []
+        while True:
+            event = await self.next_event()
+            if isinstance(event, h11.InformationalResponse):
+                informational.append((event.status_code, Headers(event.headers)))
+            elif isinstance(event, h11.Response):
+                return event, informational
+            else:
+                raise h11.RemoteProtocolError(f"expected a response, got {event!r}")
+
+    async def body_event(self) -> bytes | h11.EndOfMessage:
+        """The next piece of the response body, or the end of it."""
+        event = await self.next_event()
+        if isinstance(event, h11.Data):
+            return bytes(event.data)
+        if isinstance(event, h11.EndOfMessage):
+            return event
+        raise h11.RemoteProtocolError(f"expected body data, got {event!r}")
+
+
+class StreamingResponse:
+    """A response whose body is read on demand (``client.stream(...)``).
+
+    Not reading is a slow client: the server's writes back up once the in-memory "socket"
+    buffer is full. ``drop()`` is a client that vanishes mid-response.
+    """
+
+    def __init__(
+        self,
+        connection: ClientConnection,
+        head: h11.Response,
+        informational: list[tuple[int, Headers]],
+    ) -> None:
+        self._connection = connection
+        self.status_code = head.status_code
+        self.headers = Headers(head.headers)
+        self.http_version = head.http_version.decode()
+        self.informational = informational
+        self.connection_id = connection.id
+        self.trailers = Headers([])
+        self.complete = False
+
+    async def receive_chunk(self) -> bytes | None:
+        """The next body piece as it arrived, ``None`` at the end of the body."""
+        if self.complete:
+            return None
+        item = await self._connection.body_event()
+        if isinstance(item, h11.EndOfMessage):
+            self.trailers = Headers(item.headers)
+            self.complete = True
+            return None
+        return item
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.receive_chunk()) is not None:
+            yield chunk
+
+    async def aread(self) -> bytes:
+        pieces = []
+        while (chunk := await self.receive_chunk()) is not None:
+            pieces.append(chunk)
+        return b"".join(pieces)
+
+    def drop(self) -> None:
+        """Vanish: reset the connection without reading the rest."""
+        self._connection.stream.abort()
+
+    def pause_reading(self, paused: bool = True) -> None:
+        """Stop taking bytes off the wire (a slow client); the server's writes back up."""
+        self._connection.stream.pause_reading(paused)

@@ -1,0 +1,280 @@
+"""The WebSocket side of the test client, built on wsproto's *client* state machine.
+
+The handshake and framing on this side come from wsproto's own client code, not from the
+server's, so the two implementations check each other.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+from wsproto import WSConnection
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
+
+from ._http import Headers
+from ._streams import MemoryStream
+
+# Client-side buffer of received messages; when the test does not consume them the reader
+# stops reading and the server feels it as backpressure, like a real slow client.
+RECEIVE_QUEUE = 1024
+
+
+@dataclass(frozen=True)
+class Text:
+    data: str
+
+
+@dataclass(frozen=True)
+class Binary:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The connection ended: the server's close code and reason, 1006 if it just vanished."""
+
+    code: int
+    reason: str = ""
+
+
+WebSocketEvent = Text | Binary | Closed
+
+
+class WebSocketDenied(Exception):
+    """The server refused the handshake with an HTTP response."""
+
+    def __init__(self, status_code: int, headers: Headers, body: bytes) -> None:
+        super().__init__(f"WebSocket handshake denied with HTTP {status_code}")
+        self.status_code = status_code
+        self.headers = headers
+        self.body = body
+
+
+class WebSocketClosed(Exception):
+    """A message was expected, but the connection was closed."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"WebSocket closed with code {code}" + (f": {reason}" if reason else ""))
+        self.code = code
+        self.reason = reason
+
+
+def build_frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bool = True,
+    declared_length: int | None = None,
+) -> bytes:
+    """Hand-build one frame (RFC 6455 5.2), valid or deliberately not, for ``send_raw``.
+
+    ``rsv`` is the three reserved bits as a number 0-7; ``declared_length`` lies about the
+    payload length.
+    """
+    first = (0x80 if fin else 0) | ((rsv & 0x7) << 4) | (opcode & 0x0F)
+    length = len(payload) if declared_length is None else declared_length
+    mask_bit = 0x80 if mask else 0
+    if length < 126:
+        header = struct.pack("!BB", first, mask_bit | length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", first, mask_bit | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, length)
+    if not mask:
+        return header + payload
+    key = os.urandom(4)
+    masked = bytes(byte ^ key[i % 4] for i, byte in enumerate(payload))
+    return header + key + masked
+
+
+class WebSocketClient:
+    """An open WebSocket from the test's side. Reads happen in a background task that
+    answers pings and reassembles messages; ``receive*`` take them in order."""
+
+    def __init__(
+        self,
+        stream: MemoryStream,
+        ws: WSConnection,
+        *,
+        subprotocol: str | None,
+        headers: Headers,
+        timeout: float | None,
+        describe: Any,
+    ) -> None:
+        self._stream = stream
+        self._ws = ws
+        self.subprotocol = subprotocol
+        self.headers = headers
+        self._timeout = timeout
+        self._describe = describe  # explains a timeout with the app's last events
+        self._write_lock = trio.Lock()
+        self._send_events, self._events = trio.open_memory_channel[WebSocketEvent](RECEIVE_QUEUE)
+        self._pongs: dict[bytes, trio.Event] = {}
+        self.closed: Closed | None = None  # set once the close arrived (or the link died)
+        self._reader_scope = trio.CancelScope()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def send_text(self, data: str) -> None:
+        await self._send(TextMessage(data=data))
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._send(BytesMessage(data=data))
+
+    async def send_json(self, data: Any) -> None:
+        await self.send_text(jsonlib.dumps(data))
+
+    async def send_raw(self, data: bytes) -> None:
+        """Write bytes as they are, bypassing the framing (for malformed input)."""
+        async with self._write_lock:
+            await self._stream.send_all(data)
+
+    async def ping(self, payload: bytes = b"ping") -> None:
+        """Send a ping and wait for the server's pong carrying the same payload."""
+        arrived = self._pongs.setdefault(bytes(payload), trio.Event())
+        await self._send(Ping(payload=payload))
+        with self._deadline("a pong"):
+            await arrived.wait()
+
+    async def _send(self, event: Any) -> None:
+        async with self._write_lock:
+            data = self._ws.send(event)
+            await self._stream.send_all(data)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def receive(self) -> WebSocketEvent:
+        """The next message, or ``Closed`` once (then ``WebSocketClosed`` is raised)."""
+        with self._deadline("a WebSocket message"):
+            try:
+                return await self._events.receive()
+            except trio.EndOfChannel:
+                assert self.closed is not None
+                raise WebSocketClosed(self.closed.code, self.closed.reason) from None
+
+    async def receive_text(self) -> str:
+        event = await self.receive()
+        if isinstance(event, Closed):
+            raise WebSocketClosed(event.code, event.reason)
+        if not isinstance(event, Text):
+            raise AssertionError(f"expected a text message, got {event!r}")
+        return event.data
+
+    async def receive_bytes(self) -> bytes:
+        event = await self.receive()
+        if isinstance(event, Closed):
+            raise WebSocketClosed(event.code, event.reason)
+        if not isinstance(event, Binary):
+            raise AssertionError(f"expected a binary message, got {event!r}")
+        return event.data
+
+    async def receive_json(self) -> Any:
+        return jsonlib.loads(await self.receive_text())
+
+    async def wait_closed(self) -> Closed:
+        """Skip messages until the connection ends; return the close code and reason."""
+        while True:
+            try:
+                event = await self.receive()
+            except WebSocketClosed:
+                assert self.closed is not None
+                return self.closed
+            if isinstance(event, Closed):
+                return event
+
+    # -- ending ----------------------------------------------------------------------------
+
+    async def close(self, code: int = 1000, reason: str = "") -> Closed:
+        """Start the closing handshake and wait for the server's answer."""
+        if self.closed is None and self._ws.state.name == "OPEN":
+            try:
+                await self._send(CloseConnection(code=code, reason=reason or None))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        return await self.wait_closed()
+
+    def drop(self) -> None:
+        """Vanish without a close frame (a TCP reset)."""
+        self._stream.abort()
+
+    def pause_reading(self, paused: bool = True) -> None:
+        """Stop taking bytes off the wire (a stalled client); pings go unanswered too."""
+        self._stream.pause_reading(paused)
+
+    def set_write_chunk(self, size: int | None) -> None:
+        """Deliver what this client sends in pieces of at most ``size`` bytes."""
+        self._stream.set_read_chunk(size)
+
+    # -- the background reader -------------------------------------------------------------
+
+    async def run_reader(self) -> None:
+        with self._reader_scope:
+            parts: list[str | bytes] = []
+            try:
+                while True:
+                    try:
+                        data = await self._stream.receive_some()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        data = b""
+                    self._ws.receive_data(data or None)
+                    for event in self._ws.events():
+                        if isinstance(event, Message):
+                            parts.append(event.data)
+                            if event.message_finished:
+                                await self._deliver(parts)
+                                parts = []
+                        elif isinstance(event, Ping):
+                            await self._answer(event)
+                        elif isinstance(event, Pong):
+                            waiter = self._pongs.pop(bytes(event.payload), None)
+                            if waiter is not None:
+                                waiter.set()
+                        elif isinstance(event, CloseConnection):
+                            await self._closed_by_peer(event)
+                            return
+            finally:
+                self._send_events.close()
+
+    async def _deliver(self, parts: list[str | bytes]) -> None:
+        if isinstance(parts[0], str):
+            await self._send_events.send(Text("".join(parts)))  # type: ignore[arg-type]
+        else:
+            await self._send_events.send(Binary(b"".join(parts)))  # type: ignore[arg-type]
+
+    async def _answer(self, ping: Ping) -> None:
+        try:
+            await self._send(ping.response())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _closed_by_peer(self, event: CloseConnection) -> None:
+        code = int(event.code)
+        closed = Closed(code, event.reason or "")
+        if self._ws.state.name == "REMOTE_CLOSING":
+            try:
+                await self._send(event.response())
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        self.closed = closed
+        await self._send_events.send(closed)
+        await self._stream.aclose()
+
+    def stop(self) -> None:
+        self._reader_scope.cancel()
+
+    def _deadline(self, what: str) -> Any:
+        return self._describe.deadline(self._timeout, f"waiting for {what}")
