@@ -36,11 +36,25 @@ RECEIVE_SIZE: Final = 64 * 1024
 # How long a peer may keep us waiting while we push bytes at it. Writes are never shielded
 # and never buffered by us, so this bound is what keeps a stalled reader from pinning a task.
 WRITE_TIMEOUT: Final = 60.0
-# An unread request body is drained (so the connection can be reused) up to this size;
-# beyond that closing is cheaper than reading.
+# An unread request body is drained (so the connection can be reused) up to this size and
+# for this long; beyond that closing is cheaper than reading.
 DRAIN_LIMIT: Final = 256 * 1024
+DRAIN_TIMEOUT: Final = 2.0
+# Closing a socket with unread input makes the kernel send a reset, which can destroy our
+# response before the client read it. So when the client may still be sending we half-close
+# and discard its bytes for a moment first ("lingering close", RFC 9112 9.6).
+LINGER_TIMEOUT: Final = 2.0
+LINGER_LIMIT: Final = 1024 * 1024
 # Seconds to spend on a TLS close_notify or similar polite goodbye before just dropping.
 CLOSE_TIMEOUT: Final = 1.0
+
+
+def _declared_length(request: h11.Request) -> int:
+    """The request's Content-Length (h11 validated it), 0 when the body is chunked."""
+    for name, value in request.headers:
+        if name == b"content-length":
+            return int(value)
+    return 0
 
 
 @dataclass(eq=False)
@@ -107,6 +121,7 @@ class Connection:
         self.cycle: HTTPCycle | None = None
         self.websocket: WebSocketSession | None = None
         self._idle_scope: trio.CancelScope | None = None
+        self.lingering = False  # the client may still be sending a request we will not read
 
     # -- raw I/O -----------------------------------------------------------------------------
 
@@ -157,6 +172,8 @@ class Connection:
         self.server.connections.add(self)
         try:
             await self._serve_http()
+            if self.lingering and not self.broken and not self.peer_closed:
+                await self._linger()
         finally:
             self.server.connections.discard(self)
             await self.close_stream()
@@ -169,6 +186,24 @@ class Connection:
             self.cycle.on_shutdown()
         if self.websocket is not None:
             self.websocket.on_shutdown(self.server.close_code)
+
+    async def _linger(self) -> None:
+        stream = self.stream
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return  # TLS cannot half-close; closing is all we can do
+        with trio.move_on_after(LINGER_TIMEOUT) as scope:
+            self._idle_scope = scope  # shutdown may cut it short
+            try:
+                await stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return
+            discarded = 0
+            while discarded < LINGER_LIMIT:
+                data = await self.receive()
+                if not data:
+                    break
+                discarded += len(data)
+        self._idle_scope = None
 
     async def close_stream(self) -> None:
         """Close politely (TLS close_notify) within a short bound. Trio streams release the
@@ -210,7 +245,7 @@ class Connection:
                 self.cycle = None
             if not cycle.keep_alive or self.server.shutting_down:
                 return
-            if not await self._prepare_next_cycle(proto):
+            if not await self._prepare_next_cycle(proto, request):
                 return
 
     async def _next_request(self, proto: HTTP1Protocol) -> h11.Request | None:
@@ -242,15 +277,15 @@ class Connection:
                 self._idle_scope = None
         return None
 
-    async def _prepare_next_cycle(self, proto: HTTP1Protocol) -> bool:
-        """Reset for another request; drain a small unread request body first."""
+    async def _prepare_next_cycle(self, proto: HTTP1Protocol, request: h11.Request) -> bool:
+        """Reset for another request, draining a small unread request body first."""
         if proto.start_next_cycle():
             return True
-        if proto.response_in_progress or proto.client_waiting_for_100_continue:
-            # The client never got a 100 Continue, so its body may never come.
+        self.lingering = not proto.request_complete
+        if not proto.unread_body or _declared_length(request) > DRAIN_LIMIT:
             return False
         drained = 0
-        with trio.move_on_after(self.config.timeout_keep_alive or math.inf):
+        with trio.move_on_after(DRAIN_TIMEOUT):
             while drained <= DRAIN_LIMIT:
                 try:
                     event = proto.next_event()
@@ -264,6 +299,7 @@ class Connection:
                 elif type(event) is h11.Data:
                     drained += len(event.data)
                 elif type(event) is h11.EndOfMessage:
+                    self.lingering = False
                     return proto.start_next_cycle()
                 else:
                     return False
@@ -272,6 +308,7 @@ class Connection:
     async def _reject(self, proto: HTTP1Protocol, status: int, detail: str) -> None:
         """Answer a request we will not run (bad input) and close."""
         log.debug("rejecting request from %s with %d: %s", self.info.client, status, detail)
+        self.lingering = True
         response = proto.error_response(status, detail if status < 500 else None)
         if response is not None:
             try:

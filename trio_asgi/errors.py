@@ -29,3 +29,13 @@ class AppLoadError(Exception):
 
 class StartupFailed(RuntimeError):
     """The application's lifespan startup failed; the server never accepted a connection."""
+
+
+def only_client_disconnects(exc: BaseException) -> bool:
+    """The exception (or every leaf of an exception group) is a ``ClientDisconnected``:
+    the client left, which is not an application error."""
+    if isinstance(exc, ClientDisconnected):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(ClientDisconnected)[1] is None
+    return False

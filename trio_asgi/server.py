@@ -10,7 +10,6 @@ deadline, then cancel whatever is left. Lifespan shutdown runs after the last co
 from __future__ import annotations
 
 import logging
-import math
 import signal
 from typing import Any
 
@@ -20,6 +19,7 @@ from .app_loader import adapt
 from .asgi.scope import ConnectionInfo
 from .config import Config
 from .connection import Connection, ServerState
+from .errors import StartupFailed
 from .lifespan import Lifespan
 from .listeners import (
     accept_loop,
@@ -67,45 +67,56 @@ class Server:
         """Run until shut down. ``listeners`` replaces binding the configured address (the
         test client passes an in-memory one)."""
         config = self.config
-        state = self.state
+        if listeners is None:
+            listeners = list(await open_listeners(config))
+        startup_failure: StartupFailed | None = None
         async with trio.open_nursery() as root:
             self._root = root
             if handle_signals:
                 await root.start(self._watch_signals)
-            if listeners is None:
-                listeners = list(await open_listeners(config))
-            lifespan = self.lifespan
             try:
-                await lifespan.startup(root)
-            except BaseException:
+                await self.lifespan.startup(root)
+            except StartupFailed as exc:
+                # Raised after the nursery, so callers see StartupFailed, not a group.
+                startup_failure = exc
+                root.cancel_scope.cancel()
+            else:
+                await self._serve_connections(listeners, task_status)
+                await self.lifespan.shutdown()
+                root.cancel_scope.cancel()  # the signal watcher, a lifespan task still running
+        self._root = None
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+        if startup_failure is not None:
+            raise startup_failure
+
+    async def _serve_connections(
+        self,
+        listeners: list[trio.abc.Listener[Any]],
+        task_status: trio.TaskStatus[list[Address]],
+    ) -> None:
+        """Accept until asked to stop, then drain the connections within the grace period."""
+        state = self.state
+        self.addresses = [listener_address(listener) for listener in listeners]
+        with trio.CancelScope() as drain_scope:
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as accepting:
+                    for listener in listeners:
+                        accepting.start_soon(accept_loop, listener, connections, self._handle)
+                    log.info(
+                        "trio_asgi listening on %s (press CTRL+C to quit)",
+                        ", ".join(listener_url(listener) for listener in listeners),
+                    )
+                    task_status.started(list(self.addresses))
+                    await self._stop.wait()
+                    accepting.cancel_scope.cancel()
                 for listener in listeners:
                     await trio.aclose_forcefully(listener)
-                raise
-            self.addresses = [listener_address(listener) for listener in listeners]
-
-            with trio.CancelScope() as drain_scope:
-                async with trio.open_nursery() as connections:
-                    async with trio.open_nursery() as accepting:
-                        for listener in listeners:
-                            accepting.start_soon(accept_loop, listener, connections, self._handle)
-                        log.info(
-                            "trio_asgi listening on %s (press CTRL+C to quit)",
-                            ", ".join(listener_url(listener) for listener in listeners),
-                        )
-                        task_status.started(list(self.addresses))
-                        await self._stop.wait()
-                        accepting.cancel_scope.cancel()
-                    for listener in listeners:
-                        await trio.aclose_forcefully(listener)
-                    log.info("Shutting down: waiting for %d connection(s)", len(state.connections))
-                    state.begin_shutdown()
-                    grace = config.timeout_graceful_shutdown
-                    drain_scope.deadline = trio.current_time() + grace if grace else math.inf
-            if drain_scope.cancelled_caught:
-                log.warning("Graceful shutdown timed out; remaining connections were cancelled")
-            await lifespan.shutdown()
-            root.cancel_scope.cancel()  # the signal watcher, and a lifespan task still running
-        self._root = None
+                log.info("Shutting down: waiting for %d connection(s)", len(state.connections))
+                state.begin_shutdown()
+                drain_scope.deadline = trio.current_time() + self.config.timeout_graceful_shutdown
+        if drain_scope.cancelled_caught:
+            log.warning("Graceful shutdown timed out; remaining connections were cancelled")
 
     async def _handle(self, stream: trio.abc.Stream) -> None:
         addresses = stream_addresses(stream)

@@ -16,7 +16,7 @@ import h11
 import trio
 
 from .._types import ASGIApp, Message
-from ..errors import ASGIProtocolError, ClientDisconnected
+from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
 from ..logging import log_http_access
 from ..protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, InvalidResponse
 
@@ -40,15 +40,6 @@ _COMPLETE: Final = 3  # last body message written
 
 _DISCONNECT: Final = "http.disconnect"
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
-
-
-def _only_disconnects(exc: BaseException) -> bool:
-    """The exception (or every leaf of a group) is our own ClientDisconnected."""
-    if isinstance(exc, ClientDisconnected):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.split(ClientDisconnected)[1] is None
-    return False
 
 
 class HTTPCycle:
@@ -253,7 +244,7 @@ class HTTPCycle:
         try:
             await app(self.scope, self.receive, self.send)
         except Exception as exc:
-            if _only_disconnects(exc):
+            if only_client_disconnects(exc):
                 log.debug("client disconnected during %s", self._target())
             else:
                 log.exception("Exception in ASGI application (%s)", self._target(), exc_info=exc)

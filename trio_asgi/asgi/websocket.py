@@ -18,7 +18,7 @@ import h11
 import trio
 
 from .._types import ASGIApp, Message
-from ..errors import ASGIProtocolError, ClientDisconnected
+from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
 from ..logging import log_websocket_close, log_websocket_open
 from ..protocols.http1 import HTTP1Protocol, InvalidResponse
 from ..protocols.websocket import (
@@ -35,7 +35,6 @@ from ..protocols.websocket import (
     accept_headers,
     closable_by_app,
 )
-from .http import _only_disconnects
 from .scope import websocket_scope
 
 if TYPE_CHECKING:
@@ -123,6 +122,7 @@ class WebSocketSession:
         self._ws: WebSocketProtocol | None = None
         self._inbox = _Inbox(config.ws_max_queue)
         self._app_closed = False  # the app sent websocket.close itself
+        self._closing = False  # our close frame is queued or sent
         self._reader_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._denial_status = 0
@@ -150,7 +150,7 @@ class WebSocketSession:
         try:
             await app(self.scope, self.receive, self.send)
         except Exception as exc:
-            if _only_disconnects(exc):
+            if only_client_disconnects(exc):
                 log.debug("WebSocket client disconnected (%s)", self.scope["path"])
             else:
                 log.exception("Exception in ASGI application (WebSocket %s)", self.scope["path"])
@@ -214,7 +214,7 @@ class WebSocketSession:
             raise ASGIProtocolError(f"unexpected ASGI message {message_type!r} on a WebSocket")
 
     async def _send_message(self, message: Message) -> None:
-        if self._state != _OPEN:
+        if self._state != _OPEN or self._closing:
             self._not_open("websocket.send")
         data = message.get("bytes")
         text = message.get("text")
@@ -302,7 +302,7 @@ class WebSocketSession:
             # ASGI: closing before accept denies the handshake with 403.
             await self._send_http_error(403)
             return
-        if self._state != _OPEN:
+        if self._state != _OPEN or self._closing:
             self._not_open("websocket.close")
         self._app_closed = True
         await self._close(code, reason)
@@ -360,19 +360,27 @@ class WebSocketSession:
     # -- closing -------------------------------------------------------------------------
 
     async def _close(self, code: int, reason: str) -> None:
-        """Start the closing handshake: send our close frame, tell the app, bound the wait."""
-        if self._state != _OPEN:
+        """Start the closing handshake: send our close frame, tell the app, bound the wait.
+
+        The frame queues behind messages whose ``send()`` began earlier (the write lock is
+        FIFO), so it never overtakes data; messages sent after it are refused.
+        """
+        if self._state != _OPEN or self._closing:
             return
-        self._state = _CLOSED
+        self._closing = True
         self._inbox.end(code, reason)
         ws = self._ws
         assert ws is not None
         conn = self._conn
         try:
             async with conn.writing:
-                await conn.write(ws.close(code, reason))
+                if self._state == _OPEN:
+                    self._state = _CLOSED
+                    await conn.write(ws.close(code, reason))
         except ClientDisconnected:
             pass
+        finally:
+            self._state = _CLOSED
         # The reader now only waits for the peer's answering close frame, not forever.
         if self._reader_scope is not None:
             self._reader_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
@@ -448,7 +456,7 @@ class WebSocketSession:
             conn = self._conn
             try:
                 async with conn.writing:
-                    await conn.write(ws.close(event.code, ""))
+                    await conn.write(ws.close(event.code, event.reason))
             except ClientDisconnected:
                 pass
         # Otherwise the peer answered our close frame: the closing handshake is complete.

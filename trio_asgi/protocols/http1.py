@@ -66,6 +66,24 @@ class _DateCache:
 http_date = _DateCache()
 
 
+def _check_head(buffered: bytes, max_size: int) -> None:
+    """Checks on a request head that h11 leaves to us.
+
+    h11 enforces its size limit only while a head is incomplete; a head that arrives whole in
+    one read must be measured here. It also tolerates bare LF and obs-fold, which RFC 9112
+    (2.2, 5.2) lets a server reject with 400; a proxy in front of us may split such a head
+    differently than we would (request smuggling), so we do reject them.
+    """
+    end = buffered.find(b"\r\n\r\n")
+    if (len(buffered) if end < 0 else end + 4) > max_size:
+        raise BadRequest(431, "request head too large")
+    head = buffered if end < 0 else buffered[:end]
+    if b"\n " in head or b"\n\t" in head:
+        raise BadRequest(400, "obsolete line folding in request head")
+    if head.count(b"\n") != head.count(b"\r\n"):
+        raise BadRequest(400, "bare LF in request head")
+
+
 def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"")
 
@@ -73,14 +91,16 @@ def reason_phrase(status: int) -> bytes:
 class HTTP1Protocol:
     """One HTTP/1.1 server connection: request parsing and response serialization."""
 
-    __slots__ = ("_conn", "_date_header", "_server_header")
+    __slots__ = ("_conn", "_continue_pending", "_date_header", "_max_head_size", "_server_header")
 
     def __init__(
         self, *, max_head_size: int, server_header: bool = True, date_header: bool = True
     ) -> None:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
+        self._max_head_size = max_head_size
         self._server_header = server_header
         self._date_header = date_header
+        self._continue_pending = False  # request said Expect: 100-continue, none sent yet
 
     # -- input -----------------------------------------------------------------------------
 
@@ -90,10 +110,18 @@ class HTTP1Protocol:
 
     def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         """The next request event, ``NEED_DATA`` or ``PAUSED``; raises ``BadRequest``."""
+        conn = self._conn
+        if conn.their_state is h11.IDLE:
+            _check_head(conn.trailing_data[0], self._max_head_size)
         try:
-            return self._conn.next_event()
+            event = conn.next_event()
         except h11.RemoteProtocolError as exc:
             raise BadRequest(exc.error_status_hint, str(exc)) from None
+        if type(event) is h11.Request:
+            # h11 forgets this once any response is sent; we need it later to know whether
+            # the client will ever send the body.
+            self._continue_pending = conn.they_are_waiting_for_100_continue
+        return event
 
     @property
     def client_waiting_for_100_continue(self) -> bool:
@@ -103,6 +131,17 @@ class HTTP1Protocol:
     def request_complete(self) -> bool:
         """The whole request (body included) has been parsed."""
         return self._conn.their_state is h11.DONE or self._conn.their_state is h11.MUST_CLOSE
+
+    @property
+    def unread_body(self) -> bool:
+        """Our response is complete but the request body is not: only draining can save the
+        connection for another request (and only if the client is not waiting for 100)."""
+        conn = self._conn
+        return (
+            conn.our_state is h11.DONE
+            and conn.their_state is h11.SEND_BODY
+            and not self._continue_pending
+        )
 
     @property
     def response_in_progress(self) -> bool:
@@ -127,6 +166,8 @@ class HTTP1Protocol:
 
     def informational(self, status: int, headers: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
         """A 1xx response head: ``100 Continue``, ``103 Early Hints`` or ``101``."""
+        if status == 100:
+            self._continue_pending = False
         try:
             event = h11.InformationalResponse(
                 status_code=status, headers=list(headers), reason=reason_phrase(status)

@@ -26,6 +26,7 @@ from wsproto.extensions import PerMessageDeflate
 from .._types import Message, Receive, Scope, Send
 from ..app_loader import adapt
 from ..config import Config
+from ..errors import only_client_disconnects
 from ..server import Server
 from ._http import (
     ClientConnection,
@@ -109,6 +110,19 @@ class MemoryListener(trio.abc.Listener[MemoryStream]):
         return client_end
 
 
+def _summary(message: Message) -> str:
+    """A message with long payloads shortened to a prefix and their length."""
+    parts = []
+    for key, value in message.items():
+        if isinstance(value, bytes | str) and len(value) > 40:
+            unit = "bytes" if isinstance(value, bytes) else "chars"
+            value = f"{value[:32]!r}... ({len(value)} {unit})"
+        else:
+            value = repr(value)
+        parts.append(f"{key!r}: {value}")
+    return "{" + ", ".join(parts) + "}"
+
+
 class _Transcript:
     """The last ASGI events of one connection, to explain a test that waited in vain."""
 
@@ -117,8 +131,7 @@ class _Transcript:
         self.error: BaseException | None = None
 
     def add(self, direction: str, message: Message) -> None:
-        text = repr(dict(message))
-        self.events.append(f"  {direction} {text[:200]}")
+        self.events.append(f"  {direction} {_summary(message)}")
 
     def describe(self) -> str:
         if not self.events:
@@ -267,7 +280,8 @@ class TestClient(_TaskGroupOwner):
         try:
             await self._app(scope, recorded_receive, recorded_send)
         except Exception as exc:
-            transcript.error = exc
+            if not only_client_disconnects(exc):
+                transcript.error = exc
             raise
 
     def _raise_app_error(self, client_address: tuple[str, int]) -> None:

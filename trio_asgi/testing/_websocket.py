@@ -14,6 +14,7 @@ from typing import Any
 
 import trio
 from wsproto import WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
@@ -152,8 +153,10 @@ class WebSocketClient:
 
     async def _send(self, event: Any) -> None:
         async with self._write_lock:
-            data = self._ws.send(event)
-            await self._stream.send_all(data)
+            if self._ws.state is not ConnectionState.OPEN:
+                closed = self.closed or Closed(1006)
+                raise WebSocketClosed(closed.code, closed.reason)
+            await self._stream.send_all(self._ws.send(event))
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -200,11 +203,14 @@ class WebSocketClient:
 
     async def close(self, code: int = 1000, reason: str = "") -> Closed:
         """Start the closing handshake and wait for the server's answer."""
-        if self.closed is None and self._ws.state.name == "OPEN":
-            try:
-                await self._send(CloseConnection(code=code, reason=reason or None))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+        async with self._write_lock:
+            if self._ws.state is ConnectionState.OPEN:
+                try:
+                    await self._stream.send_all(
+                        self._ws.send(CloseConnection(code=code, reason=reason or None))
+                    )
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
         return await self.wait_closed()
 
     def drop(self) -> None:
@@ -226,11 +232,7 @@ class WebSocketClient:
             parts: list[str | bytes] = []
             try:
                 while True:
-                    try:
-                        data = await self._stream.receive_some()
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        data = b""
-                    self._ws.receive_data(data or None)
+                    # Events first: bytes that came with the handshake are already buffered.
                     for event in self._ws.events():
                         if isinstance(event, Message):
                             parts.append(event.data)
@@ -246,6 +248,11 @@ class WebSocketClient:
                         elif isinstance(event, CloseConnection):
                             await self._closed_by_peer(event)
                             return
+                    try:
+                        data = await self._stream.receive_some()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        data = b""
+                    self._ws.receive_data(data or None)
             finally:
                 self._send_events.close()
 
@@ -264,11 +271,12 @@ class WebSocketClient:
     async def _closed_by_peer(self, event: CloseConnection) -> None:
         code = int(event.code)
         closed = Closed(code, event.reason or "")
-        if self._ws.state.name == "REMOTE_CLOSING":
-            try:
-                await self._send(event.response())
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+        async with self._write_lock:
+            if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                try:
+                    await self._stream.send_all(self._ws.send(event.response()))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
         self.closed = closed
         await self._send_events.send(closed)
         await self._stream.aclose()

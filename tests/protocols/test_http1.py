@@ -1,0 +1,249 @@
+"""Synchronous transcripts of the HTTP/1.1 protocol layer: bytes in, events out."""
+
+from __future__ import annotations
+
+import h11
+import pytest
+
+from trio_asgi.protocols.http1 import (
+    NEED_DATA,
+    PAUSED,
+    SERVER_NAME,
+    BadRequest,
+    HTTP1Protocol,
+    InvalidResponse,
+    http_date,
+)
+
+
+def proto(**kwargs: object) -> HTTP1Protocol:
+    kwargs.setdefault("max_head_size", 16 * 1024)
+    return HTTP1Protocol(**kwargs)  # type: ignore[arg-type]
+
+
+def parse_response(data: bytes, method: bytes = b"GET") -> list[h11.Event]:
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(data)
+    events = []
+    while True:
+        event = client.next_event()
+        if event in (h11.NEED_DATA, h11.PAUSED):
+            return events
+        events.append(event)
+        if isinstance(event, h11.EndOfMessage):
+            return events
+
+
+def test_request_then_body_events() -> None:
+    p = proto()
+    p.receive_data(b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nab")
+    request = p.next_event()
+    assert isinstance(request, h11.Request)
+    assert request.target == b"/a?b=1"
+    data = p.next_event()
+    assert isinstance(data, h11.Data) and data.data == b"ab"
+    assert p.next_event() is NEED_DATA
+    p.receive_data(b"c")
+    assert p.next_event().data == b"c"  # type: ignore[union-attr]
+    assert isinstance(p.next_event(), h11.EndOfMessage)
+    assert p.request_complete
+    p.receive_data(b"GET /next HTTP/1.1\r\n")  # pipelined: held until the next cycle
+    assert p.next_event() is PAUSED
+
+
+def test_response_gets_date_and_server_headers() -> None:
+    p = proto()
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.next_event()
+    head = p.response_head(200, [(b"content-length", b"2")])
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"date: " + http_date() in head
+    assert b"server: " + SERVER_NAME in head
+
+
+@pytest.mark.parametrize(
+    ("server_header", "date_header"), [(False, True), (True, False), (False, False)]
+)
+def test_default_headers_can_be_switched_off(server_header: bool, date_header: bool) -> None:
+    p = proto(server_header=server_header, date_header=date_header)
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.next_event()
+    head = p.response_head(204, [])
+    assert (b"server:" in head) is server_header
+    assert (b"date:" in head) is date_header
+
+
+def test_app_headers_win_over_defaults() -> None:
+    p = proto()
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.next_event()
+    head = p.response_head(204, [(b"server", b"mine"), (b"Date", b"yesterday")])
+    assert head.count(b"server:") == 1 and b"server: mine" in head
+    assert head.lower().count(b"date:") == 1 and b"Date: yesterday" in head
+
+
+def test_date_is_cached_within_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trio_asgi.protocols.http1 as http1
+
+    calls = []
+    real = http1.formatdate
+
+    def counting(*args: object, **kwargs: object) -> str:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(http1, "formatdate", counting)
+    monkeypatch.setattr(http1.time, "time", lambda: 1_000_000.5)
+    cache = http1._DateCache()
+    first = cache()
+    assert cache() == first == b"Mon, 12 Jan 1970 13:46:40 GMT"
+    assert len(calls) == 1
+    monkeypatch.setattr(http1.time, "time", lambda: 1_000_001.0)
+    assert cache() == b"Mon, 12 Jan 1970 13:46:41 GMT"
+    assert len(calls) == 2
+
+
+def test_chunked_response_without_length() -> None:
+    p = proto(server_header=False, date_header=False)
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.next_event()
+    p.next_event()
+    data = p.response_head(200, []) + p.body(b"hello") + p.end()
+    events = parse_response(data)
+    assert isinstance(events[0], h11.Response)
+    assert (b"transfer-encoding", b"chunked") in events[0].headers
+    assert events[1].data == b"hello"  # type: ignore[attr-defined]
+    assert p.start_next_cycle()
+
+
+def test_invalid_app_header_raises_and_leaves_room_for_a_500() -> None:
+    p = proto()
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.next_event()
+    with pytest.raises(InvalidResponse):
+        p.response_head(200, [(b"bad header", b"x")])
+    with pytest.raises(InvalidResponse):
+        p.response_head(200, [(b"x-injected", b"a\r\nevil: 1")])
+    error = p.error_response(500)
+    assert error is not None and error.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert b"connection: close" in error
+
+
+def test_body_longer_than_content_length_is_refused() -> None:
+    p = proto()
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.next_event()
+    p.response_head(200, [(b"content-length", b"1")])
+    with pytest.raises(InvalidResponse):
+        p.body(b"too long")
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),  # HTTP/1.1 requires Host
+        (b"GET / HTTP/1.1\r\nHost: x\r\n folded: value\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nbad header: 1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\nHost: x\r\n\r\n", 400),  # bare LF
+        (b"GET / HTTP/1.1\r\nHost: x\n\n", 400),  # bare LF ending the head
+        (b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\n\tcontinued\r\n\r\n", 400),  # obs-fold
+    ],
+)
+def test_malformed_requests_map_to_a_status(raw: bytes, status: int) -> None:
+    p = proto()
+    p.receive_data(raw)
+    with pytest.raises(BadRequest) as info:
+        p.next_event()
+    assert info.value.status == status
+    response = p.error_response(info.value.status, info.value.detail)
+    assert response is not None
+    assert response.startswith(b"HTTP/1.1 %d " % status)
+    assert b"connection: close" in response
+
+
+def test_oversized_head_is_431() -> None:
+    p = proto(max_head_size=1024)
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2000)
+    with pytest.raises(BadRequest) as info:
+        p.next_event()
+    assert info.value.status == 431
+
+
+def test_error_response_impossible_mid_response() -> None:
+    p = proto()
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.next_event()
+    p.response_head(200, [])
+    p.body(b"partial")
+    assert p.error_response(500) is None
+    assert p.response_in_progress
+
+
+def test_pipelined_requests_come_out_one_cycle_at_a_time() -> None:
+    p = proto()
+    p.receive_data(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert p.next_event().target == b"/1"  # type: ignore[union-attr]
+    assert isinstance(p.next_event(), h11.EndOfMessage)
+    assert p.next_event() is PAUSED
+    assert p.buffered_size > 0
+    p.response_head(200, [(b"content-length", b"0")])
+    p.end()
+    assert p.start_next_cycle()
+    assert p.next_event().target == b"/2"  # type: ignore[union-attr]
+
+
+def test_no_next_cycle_while_the_request_body_is_unread() -> None:
+    p = proto()
+    p.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+    p.next_event()
+    p.response_head(200, [(b"content-length", b"0")])
+    p.end()
+    assert not p.start_next_cycle()
+
+
+def test_http10_client_gets_connection_close() -> None:
+    p = proto()
+    p.receive_data(b"GET / HTTP/1.0\r\n\r\n")
+    p.next_event()
+    head = p.response_head(200, [])
+    assert b"connection: close" in head.lower()
+    p.body(b"x")
+    p.end()
+    assert not p.start_next_cycle()
+
+
+def test_expect_100_continue_is_tracked() -> None:
+    p = proto()
+    p.receive_data(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+    )
+    p.next_event()
+    assert p.client_waiting_for_100_continue
+    assert p.informational(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert not p.client_waiting_for_100_continue
+
+
+def test_accept_switch_keeps_trailing_bytes() -> None:
+    p = proto()
+    p.receive_data(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nEXTRA"
+    )
+    assert isinstance(p.next_event(), h11.Request)
+    assert isinstance(p.next_event(), h11.EndOfMessage)
+    assert p.next_event() is PAUSED
+    data = p.accept_switch([(b"upgrade", b"websocket"), (b"connection", b"Upgrade")])
+    assert data.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert p.trailing_data == b"EXTRA"
+
+
+def test_peer_closed_is_reported() -> None:
+    p = proto()
+    assert not p.peer_closed
+    p.receive_data(b"")
+    assert p.peer_closed
+    assert isinstance(p.next_event(), h11.ConnectionClosed)
