@@ -29,3 +29,18 @@ def header(message: dict[str, Any], name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Any:
+    """Tests that run the CLI configure trio_asgi's loggers; undo that for the next test
+    (caplog relies on records propagating to the root logger)."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("trio_asgi.error", "trio_asgi.access")]
+    saved = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    yield
+    for lg, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+        lg.handlers[:] = handlers
+        lg.propagate = propagate
+        lg.setLevel(level)

@@ -564,3 +564,35 @@ async def test_malformed_chunked_body_gets_400_when_app_has_not_answered() -> No
             b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         )
     assert status_of(response) == 400
+
+
+# -- timeouts -----------------------------------------------------------------------------
+
+
+async def test_slow_request_head_gets_408(autojump_clock: Any) -> None:
+    async with TestClient(hello, timeout_request_header=10) as client:
+        stream = await client.connect()
+        start = trio.current_time()
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\n":  # one byte a second: slowloris
+            await stream.send_all(bytes([byte]))
+            await trio.sleep(1)
+            if stream.peer_closed:
+                break
+        response = await stream.receive_until_eof()
+    assert status_of(response) == 408
+    assert 10 <= trio.current_time() - start <= 12
+
+
+async def test_silent_new_connection_is_dropped_after_header_timeout(autojump_clock: Any) -> None:
+    async with TestClient(hello, timeout_request_header=3) as client:
+        stream = await client.connect()
+        start = trio.current_time()
+        assert await stream.receive_until_eof() == b""
+        assert trio.current_time() - start == pytest.approx(3)
+
+
+async def test_keep_alive_zero_closes_after_each_response(autojump_clock: Any) -> None:
+    async with TestClient(hello, timeout_keep_alive=0) as client:
+        first = await client.get("/")
+        second = await client.get("/")
+        assert first.connection_id != second.connection_id

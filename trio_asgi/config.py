@@ -115,7 +115,15 @@ class Config:
     date_header: bool = setting(True, "Add a 'Date' header to responses.", group="http")
     timeout_keep_alive: float = setting(
         5.0,
-        "Seconds an idle keep-alive connection is kept open waiting for the next request.",
+        "Seconds an idle keep-alive connection is kept open waiting for the next request "
+        "(0: close after each response).",
+        group="http",
+        metavar="SECONDS",
+    )
+    timeout_request_header: float = setting(
+        10.0,
+        "Seconds a client has to send a whole request head once it started (and a new "
+        "connection to start); slower clients get 408 and are dropped (slowloris).",
         group="http",
         metavar="SECONDS",
     )
@@ -145,7 +153,7 @@ class Config:
     timeout_graceful_shutdown: float = setting(
         10.0,
         "Seconds in-flight requests get to finish after a shutdown signal before they are "
-        "cancelled.",
+        "cancelled (0: cancel at once).",
         group="shutdown",
         metavar="SECONDS",
     )
@@ -159,7 +167,9 @@ class Config:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
         _positive(self, "backlog", "h11_max_incomplete_event_size", "ws_max_size", "ws_max_queue")
-        _non_negative(self, "timeout_keep_alive", "timeout_graceful_shutdown")
+        _non_negative(
+            self, "timeout_keep_alive", "timeout_request_header", "timeout_graceful_shutdown"
+        )
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (validated like a new Config)."""

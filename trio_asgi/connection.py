@@ -8,7 +8,6 @@ stream and closes it when ``serve`` returns, whatever happened.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -222,9 +221,10 @@ class Connection:
 
         proto = self.http
         assert proto is not None
+        first = True
         while True:
             try:
-                request = await self._next_request(proto)
+                request = await self._next_request(proto, first=first)
             except BadRequest as exc:
                 await self._reject(proto, exc.status, exc.detail)
                 return
@@ -247,29 +247,42 @@ class Connection:
                 return
             if not await self._prepare_next_cycle(proto, request):
                 return
+            first = False
 
-    async def _next_request(self, proto: HTTP1Protocol) -> h11.Request | None:
-        """The next request head, ``None`` when the connection should just close."""
+    async def _next_request(self, proto: HTTP1Protocol, *, first: bool) -> h11.Request | None:
+        """The next request head, ``None`` when the connection should just close.
+
+        Two timers: while nothing of a request has arrived the connection is idle (keep-alive
+        timeout; for a new connection the header timeout), and from the first byte the whole
+        head must arrive within the header timeout (slowloris). Raises ``BadRequest``.
+        """
         event = proto.next_event()
-        while event is NEED_DATA:
-            if self.server.shutting_down:
-                return None
-            data = await self._receive_idle() if proto.buffered_size == 0 else await self.receive()
+        if event is NEED_DATA and proto.buffered_size == 0:
+            config = self.config
+            data = await self._receive_idle(
+                config.timeout_request_header if first else config.timeout_keep_alive
+            )
             if data is None:
                 return None
             proto.receive_data(data)
             event = proto.next_event()
+        if event is NEED_DATA:
+            with trio.move_on_after(self.config.timeout_request_header) as scope:
+                while event is NEED_DATA:
+                    proto.receive_data(await self.receive())
+                    event = proto.next_event()
+            if scope.cancelled_caught:
+                raise BadRequest(408, "request head not received in time")
         if type(event) is h11.Request:
             return event
         return None  # ConnectionClosed
 
-    async def _receive_idle(self) -> bytes | None:
-        """Wait for the first byte of a request: bounded by the keep-alive timeout, and
-        interrupted by shutdown (idle connections are closed first)."""
-        timeout = self.config.timeout_keep_alive
-        with trio.CancelScope(
-            deadline=trio.current_time() + timeout if timeout else math.inf
-        ) as scope:
+    async def _receive_idle(self, seconds: float) -> bytes | None:
+        """Wait for the first byte of a request, at most ``seconds``; ``None`` if none
+        came. Shutdown cuts the wait short: idle connections are closed first."""
+        if self.server.shutting_down:
+            return None
+        with trio.move_on_after(seconds) as scope:
             self._idle_scope = scope
             try:
                 return await self.receive()
