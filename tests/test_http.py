@@ -596,3 +596,33 @@ async def test_keep_alive_zero_closes_after_each_response(autojump_clock: Any) -
         first = await client.get("/")
         second = await client.get("/")
         assert first.connection_id != second.connection_id
+
+
+async def test_root_path_reaches_the_scope() -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append((scope["root_path"], scope["path"]))
+        await hello(scope, receive, send)
+
+    async with TestClient(app, root_path="/api") as client:
+        await client.get("/items/1")
+    assert seen == [("/api", "/api/items/1")]
+
+
+async def test_access_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="trio_asgi.access")
+    async with TestClient(hello) as client:
+        await client.get("/x?y=1")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "trio_asgi.access"]
+    assert line.startswith('127.0.0.1:50000 - "GET /x?y=1 HTTP/1.1" 200 5 ')
+    assert line.endswith("ms")
+
+
+async def test_no_access_log_when_disabled(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="trio_asgi.access")
+    async with TestClient(hello, access_log=False) as client:
+        await client.get("/")
+    assert not [r for r in caplog.records if r.name == "trio_asgi.access"]

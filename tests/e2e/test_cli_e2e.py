@@ -227,3 +227,60 @@ async def test_access_log_and_server_header_flags() -> None:
         async with httpx.AsyncClient() as http:
             response = await http.get(running.url + "/path?q=1")
     assert "server" not in response.headers
+
+
+async def test_run_is_the_blocking_form(tmp_path: Path) -> None:
+    (tmp_path / "runner.py").write_text(
+        textwrap.dedent(
+            """
+            import trio_asgi
+            from examples.echo import app
+
+            trio_asgi.run(app, port=0, access_log=False)
+            print("run returned", flush=True)
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = await trio.lowlevel.open_process(
+        [sys.executable, str(tmp_path / "runner.py")],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        url = await _read_until_listening(process, [])
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(url)).status_code == 200
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(20):
+            assert await process.wait() == 0
+        assert process.stdout is not None
+        assert await process.stdout.receive_some() == b"run returned\n"
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
+async def test_access_log_goes_to_stdout_unless_disabled() -> None:
+    for flag, expected in (("--access-log", True), ("--no-access-log", False)):
+        argv = [sys.executable, "-m", "trio_asgi", "examples.echo:app", flag, "--port", "0"]
+        process = await trio.lowlevel.open_process(
+            argv, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        try:
+            url = await _read_until_listening(process, [])
+            async with httpx.AsyncClient() as http:
+                await http.get(url + "/some/path?q=1")
+            process.send_signal(signal.SIGINT)
+            with trio.fail_after(20):
+                await process.wait()
+            assert process.stdout is not None
+            out = b""
+            while chunk := await process.stdout.receive_some():
+                out += chunk
+        finally:
+            if process.returncode is None:
+                process.kill()
+        line = '"GET /some/path?q=1 HTTP/1.1" 200 14'
+        assert (line in out.decode()) is expected, out

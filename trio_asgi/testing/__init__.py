@@ -301,15 +301,17 @@ class TestClient(_TaskGroupOwner):
         stream.client_address = address  # type: ignore[attr-defined]
         return stream
 
-    async def _connection(self) -> ClientConnection:
+    async def _connection(self, *, reuse: bool) -> tuple[ClientConnection, bool]:
+        """A connection for the next request, and whether it is a reused keep-alive one."""
         idle, self._idle = self._idle, None
-        if idle is not None and idle.reusable and not idle.stream.peer_closed:
+        if reuse and idle is not None and idle.reusable and not idle.stream.peer_closed:
             idle.reset()
-            return idle
+            return idle, True
         if idle is not None:
             await idle.stream.aclose()
         stream = await self.connect()
-        return ClientConnection(stream, stream.client_address[1])  # type: ignore[attr-defined]
+        connection = ClientConnection(stream, stream.client_address[1])  # type: ignore[attr-defined]
+        return connection, False
 
     async def _release(self, connection: ClientConnection) -> None:
         if self.keep_alive and connection.reusable and self._idle is None:
@@ -372,18 +374,27 @@ class TestClient(_TaskGroupOwner):
     ) -> AsyncIterator[StreamingResponse]:
         """Send a request; yield the response once its head arrived, body still unread."""
         target, raw_headers, body = self._prepare(url, params, headers, content, json, data)
-        connection = await self._connection()
-        transcript = self._transcript(connection)
-        address = connection.stream.client_address  # type: ignore[attr-defined]
-        try:
-            with transcript.deadline(self.timeout, f"the response to {method} {url}"):
-                head, informational = await self._exchange(
-                    connection, method.upper(), target, raw_headers, body
-                )
-        except (h11.RemoteProtocolError, trio.BrokenResourceError):
-            await connection.stream.aclose()
-            self._raise_app_error(address)
-            raise
+        replayable = not isinstance(body, AsyncIterable)
+        reuse = self.keep_alive
+        while True:
+            connection, reused = await self._connection(reuse=reuse)
+            transcript = self._transcript(connection)
+            address = connection.stream.client_address  # type: ignore[attr-defined]
+            try:
+                with transcript.deadline(self.timeout, f"the response to {method} {url}"):
+                    head, informational = await self._exchange(
+                        connection, method.upper(), target, raw_headers, body
+                    )
+                break
+            except (h11.RemoteProtocolError, trio.BrokenResourceError):
+                await connection.stream.aclose()
+                if reused and replayable and not connection.received_any:
+                    # The server closed the idle connection just as we reused it; like
+                    # any HTTP client, try once more on a new connection.
+                    reuse = False
+                    continue
+                self._raise_app_error(address)
+                raise
         response = StreamingResponse(connection, head, informational)
         try:
             yield response
@@ -403,18 +414,21 @@ class TestClient(_TaskGroupOwner):
         body: bytes | AsyncIterable[bytes] | None,
     ) -> tuple[h11.Response, list[tuple[int, Headers]]]:
         """Send the request while reading the response head: an app may answer early."""
-        result: list[Any] = []
 
         async def send() -> None:
             try:
                 await connection.send_request(method, target, headers, body)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the server answered and closed before taking the whole body
+            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+                pass  # the server answered or closed before taking the whole request
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(send)
-            result.extend(await connection.read_head())
-        return result[0], result[1]
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                return await connection.read_head()
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     async def request(
         self,

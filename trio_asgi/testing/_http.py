@@ -115,6 +115,7 @@ class ClientConnection:
         self.stream = stream
         self.id = connection_id
         self.h11 = h11.Connection(h11.CLIENT)
+        self.received_any = False  # any response bytes on this connection in this cycle
 
     @property
     def reusable(self) -> bool:
@@ -126,6 +127,7 @@ class ClientConnection:
 
     def reset(self) -> None:
         self.h11.start_next_cycle()
+        self.received_any = False
 
     async def send_request(
         self,
@@ -162,6 +164,7 @@ class ClientConnection:
                     data = await self.stream.receive_some()
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     data = b""
+                self.received_any = self.received_any or bool(data)
                 self.h11.receive_data(data)
                 continue
             assert isinstance(event, h11.Event)
