@@ -62,6 +62,12 @@ def test_flags_map_onto_config() -> None:
             "--ws-max-size", "1000",
             "--ws-max-queue", "2",
             "--timeout-graceful-shutdown", "1",
+            "--timeout-write", "9",
+            "--ws-per-message-deflate", "false",
+            "--ws-ping-interval", "none",
+            "--ws-ping-timeout", "0",
+            "--ws-accept-timeout", "4",
+            "--ws-send-timeout", "6",
         ]
     )  # fmt: skip
     assert target == "pkg.mod:app"
@@ -84,6 +90,12 @@ def test_flags_map_onto_config() -> None:
         ws_max_size=1000,
         ws_max_queue=2,
         timeout_graceful_shutdown=1,
+        timeout_write=9,
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        ws_accept_timeout=4,
+        ws_send_timeout=6,
     )
 
 
@@ -97,6 +109,8 @@ def test_defaults_when_no_flags() -> None:
         (["m:app", "--port", "eighty"], "argument --port: invalid int value: 'eighty'"),
         (["m:app", "--port", "99999"], "port must be between 0 and 65535"),
         (["m:app", "--lifespan", "sometimes"], "argument --lifespan: invalid choice"),
+        (["m:app", "--ws-per-message-deflate", "maybe"], "invalid true|false value: 'maybe'"),
+        (["m:app", "--ws-ping-interval", "soon"], "invalid seconds value: 'soon'"),
         (["m:app", "--no-such-option"], "unrecognized arguments: --no-such-option"),
         ([], "the following arguments are required: APP"),
         (["missing_module_xyz:app"], "could not import module 'missing_module_xyz'"),

@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         group = groups[group_name]
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
         default = f.default
-        help_text = f"{meta['help']} (default: {_show(default)})"
-        if isinstance(default, bool):
+        help_text = f"{meta['help']} (default: {_show(default, meta['switch'])})"
+        if isinstance(default, bool) and meta["switch"]:
             group.add_argument(
                 _flag(f.name), action=argparse.BooleanOptionalAction, help=help_text, **kwargs
             )
@@ -81,17 +81,33 @@ def build_parser() -> argparse.ArgumentParser:
         if meta["choices"]:
             kwargs["choices"] = meta["choices"]
         else:
-            kwargs["type"] = meta["parse"] or type(default)
-            kwargs["metavar"] = meta["metavar"] or f.name.upper()
+            metavar = meta["metavar"] or f.name.upper()
+            kwargs["type"] = _named(meta["parse"], metavar) if meta["parse"] else type(default)
+            kwargs["metavar"] = metavar
         group.add_argument(_flag(f.name), help=help_text, **kwargs)
     return parser
 
 
-def _show(value: Any) -> str:
+def _named(parse: Any, metavar: str) -> Any:
+    """Wrap a parser so argparse's error names what was expected (it quotes __name__):
+    "invalid seconds value: 'soon'"."""
+
+    def value(text: str) -> Any:
+        return parse(text)
+
+    value.__name__ = metavar.lower()
+    return value
+
+
+def _show(value: Any, switch: bool = True) -> str:
     if isinstance(value, bool):
+        if not switch:
+            return "true" if value else "false"
         return "on" if value else "off"
     if value == "":
         return '""'
+    if value is None:
+        return "none"
     return str(value)
 
 

@@ -29,8 +29,13 @@ def setting(
     choices: tuple[str, ...] | None = None,
     metavar: str | None = None,
     parse: Callable[[str], Any] | None = None,
+    switch: bool = True,
 ) -> Any:
-    """A dataclass field that also describes its command-line option (flag = field name)."""
+    """A dataclass field that also describes its command-line option (flag = field name).
+
+    Booleans become ``--name/--no-name`` switches, unless ``switch=False`` (then the flag
+    takes ``true``/``false``, where Uvicorn spells it that way).
+    """
     return field(
         default=default,
         metadata={
@@ -39,15 +44,27 @@ def setting(
             "choices": choices,
             "metavar": metavar,
             "parse": parse,
+            "switch": switch,
         },
     )
 
 
-def parse_timeout(text: str) -> float | None:
-    """Seconds as a number; ``none`` or ``0`` switch the timer off."""
-    if text.strip().lower() in ("none", "off", "0", "0.0"):
+def parse_optional_seconds(text: str) -> float | None:
+    """Seconds as a number; ``none``/``off``/``0`` switch the timer off."""
+    if text.strip().lower() in ("none", "off"):
         return None
-    return float(text)
+    value = float(text)
+    return None if value == 0 else value
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (and the usual spellings), for options that take a value."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, not {text!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +144,13 @@ class Config:
         group="http",
         metavar="SECONDS",
     )
+    timeout_write: float = setting(
+        30.0,
+        "Seconds a client may take to accept each 256 KiB of a response before it is "
+        "considered stalled and disconnected.",
+        group="http",
+        metavar="SECONDS",
+    )
     h11_max_incomplete_event_size: int = setting(
         16 * KiB,
         "Largest request head (request line and headers) in bytes; larger gets 431.",
@@ -149,6 +173,44 @@ class Config:
         metavar="N",
     )
 
+    ws_per_message_deflate: bool = setting(
+        True,
+        "Negotiate permessage-deflate compression when a client offers it.",
+        group="websocket",
+        metavar="true|false",
+        parse=parse_bool,
+        switch=False,
+    )
+    ws_ping_interval: float | None = setting(
+        20.0,
+        "Seconds between keepalive pings to each WebSocket client (0 or none: no pings).",
+        group="websocket",
+        metavar="SECONDS",
+        parse=parse_optional_seconds,
+    )
+    ws_ping_timeout: float | None = setting(
+        20.0,
+        "Seconds to wait for the pong to a keepalive ping before closing with 1011 "
+        "(0 or none: do not wait).",
+        group="websocket",
+        metavar="SECONDS",
+        parse=parse_optional_seconds,
+    )
+    ws_accept_timeout: float = setting(
+        30.0,
+        "Seconds the app has to accept or reject a WebSocket handshake before the "
+        "connection is closed.",
+        group="websocket",
+        metavar="SECONDS",
+    )
+    ws_send_timeout: float = setting(
+        20.0,
+        "Seconds a WebSocket client may take to accept each 256 KiB we send before it is "
+        "considered stalled and disconnected.",
+        group="websocket",
+        metavar="SECONDS",
+    )
+
     # -- shutdown -----------------------------------------------------------------------------
     timeout_graceful_shutdown: float = setting(
         10.0,
@@ -168,7 +230,15 @@ class Config:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
         _positive(self, "backlog", "h11_max_incomplete_event_size", "ws_max_size", "ws_max_queue")
         _non_negative(
-            self, "timeout_keep_alive", "timeout_request_header", "timeout_graceful_shutdown"
+            self,
+            "timeout_keep_alive",
+            "timeout_request_header",
+            "timeout_write",
+            "timeout_graceful_shutdown",
+            "ws_ping_interval",
+            "ws_ping_timeout",
+            "ws_accept_timeout",
+            "ws_send_timeout",
         )
 
     def replace(self, **changes: Any) -> Config:

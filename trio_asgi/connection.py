@@ -32,9 +32,11 @@ access_logger = logging.getLogger("trio_asgi.access")
 # syscalls, small enough to stay under glibc's mmap threshold (128 KiB), above which every
 # read would cost an mmap/munmap pair.
 RECEIVE_SIZE: Final = 64 * 1024
-# How long a peer may keep us waiting while we push bytes at it. Writes are never shielded
-# and never buffered by us, so this bound is what keeps a stalled reader from pinning a task.
-WRITE_TIMEOUT: Final = 60.0
+# Writes are bounded per piece of this size (timeout_write / ws_send_timeout each), so the
+# bound is a minimum throughput: a slow but alive client finishes, a stalled one is dropped.
+# Writes are never shielded and never buffered by us: this is what keeps a stalled reader
+# from pinning a task.
+WRITE_PIECE: Final = 256 * 1024
 # An unread request body is drained (so the connection can be reused) up to this size and
 # for this long; beyond that closing is cheaper than reading.
 DRAIN_LIMIT: Final = 256 * 1024
@@ -111,6 +113,7 @@ class Connection:
         self.info = info
         self.writing = _WriteLock()
         self.broken = False  # the stream can no longer carry bytes either way
+        self.write_timeout = self.config.timeout_write
         self.peer_closed = False  # we read end-of-file
         self.http: HTTP1Protocol | None = HTTP1Protocol(
             max_head_size=self.config.h11_max_incomplete_event_size,
@@ -141,16 +144,26 @@ class Connection:
     async def write(self, data: bytes) -> None:
         """Hand ``data`` to the transport; the caller holds ``self.writing``.
 
-        Raises ``ClientDisconnected`` when the peer is gone or did not take the bytes within
-        the write timeout; either way the stream is then unusable.
+        Raises ``ClientDisconnected`` when the peer is gone or did not take a piece of it
+        within the write timeout; either way the stream is unusable afterwards.
         """
         if self.broken:
             raise ClientDisconnected("connection closed")
         done = False
         try:
-            with trio.move_on_after(WRITE_TIMEOUT):
-                await self.stream.send_all(data)
-                done = True
+            if len(data) <= WRITE_PIECE:
+                with trio.move_on_after(self.write_timeout):
+                    await self.stream.send_all(data)
+                    done = True
+            else:
+                view = memoryview(data)
+                for start in range(0, len(view), WRITE_PIECE):
+                    done = False
+                    with trio.move_on_after(self.write_timeout):
+                        await self.stream.send_all(view[start : start + WRITE_PIECE])
+                        done = True
+                    if not done:
+                        break
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientDisconnected("connection closed by peer") from exc
         finally:

@@ -9,17 +9,21 @@ frames hit the wire in the order they were made (compression contexts depend on 
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 import h11
 import trio
+from wsproto.extensions import Extension
 
 from .._types import ASGIApp, Message
 from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
 from ..logging import log_websocket_close, log_websocket_open
+from ..protocols.deflate import PerMessageDeflate
 from ..protocols.http1 import HTTP1Protocol, InvalidResponse
 from ..protocols.websocket import (
     ABNORMAL,
@@ -123,6 +127,11 @@ class WebSocketSession:
         self._inbox = _Inbox(config.ws_max_queue)
         self._app_closed = False  # the app sent websocket.close itself
         self._closing = False  # our close frame is queued or sent
+        self._accepted_once = False
+        # keepalive: the ping we wait a pong for, and whether backpressure paused reading
+        self._awaited_pong: tuple[bytes, trio.Event] | None = None
+        self._read_paused: trio.Event | None = None  # set when reading resumes
+        self._last_resume = -math.inf
         self._reader_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._denial_status = 0
@@ -132,18 +141,33 @@ class WebSocketSession:
     # -- running -------------------------------------------------------------------------
 
     async def run(self, app: ASGIApp) -> None:
+        config = self._conn.config
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._run_app, app)
-            await self._decided.wait()
+            with trio.move_on_after(config.ws_accept_timeout):
+                await self._decided.wait()
+            if not self._decided.is_set():
+                log.warning(
+                    "WebSocket app neither accepted nor rejected %s within %ss; closing",
+                    self.scope["path"],
+                    config.ws_accept_timeout,
+                )
+                await self._send_http_error(503)
             if self._ws is not None:
+                keepalive = trio.CancelScope()
+                if config.ws_ping_interval:
+                    nursery.start_soon(
+                        self._keepalive, keepalive, config.ws_ping_interval, config.ws_ping_timeout
+                    )
                 await self._read_frames()
+                keepalive.cancel()
                 if self._conn.server.access_log:
                     ended = self._inbox.ended or (ABNORMAL, "")
                     log_websocket_close(self, ended[0], time.monotonic() - self._opened_at)
-                # RFC 6455 7.1.1: after the closing handshake the server closes TCP first,
-                # without waiting for the app to return.
-                await self._conn.close_stream()
+            # RFC 6455 7.1.1: after the closing handshake the server closes TCP first,
+            # without waiting for the app to return (it hears websocket.disconnect).
+            await self._conn.close_stream()
         self._nursery = None
 
     async def _run_app(self, app: ASGIApp) -> None:
@@ -242,6 +266,8 @@ class WebSocketSession:
 
     async def _accept(self, message: Message) -> None:
         if self._state != _CONNECTING:
+            if self._state == _CLOSED and not self._accepted_once:
+                raise ClientDisconnected("the handshake timed out or the client left")
             raise ASGIProtocolError("websocket.accept sent twice or after close")
         subprotocol = message.get("subprotocol")
         if subprotocol is not None and subprotocol not in self._handshake.subprotocols:
@@ -259,8 +285,15 @@ class WebSocketSession:
             ) from None
         if any(name == b"sec-websocket-protocol" for name, _ in extra):
             raise ASGIProtocolError("use 'subprotocol', not a sec-websocket-protocol header")
+        config = self._conn.config
+        supported: list[Extension] = (
+            [PerMessageDeflate(config.ws_max_size)] if config.ws_per_message_deflate else []
+        )
         headers, extensions = accept_headers(
-            self._handshake, subprotocol=subprotocol, extra_headers=extra, supported_extensions=[]
+            self._handshake,
+            subprotocol=subprotocol,
+            extra_headers=extra,
+            supported_extensions=supported,
         )
         try:
             head = self._http.accept_switch(headers)
@@ -275,6 +308,8 @@ class WebSocketSession:
         self._conn.http = None
         self._http = None  # type: ignore[assignment]
         self._state = _OPEN
+        self._accepted_once = True
+        self._conn.write_timeout = config.ws_send_timeout
         self._opened_at = time.monotonic()
         try:
             await self._conn.send(head)
@@ -343,19 +378,23 @@ class WebSocketSession:
         if not more_body:
             self._state = _CLOSED
             self._inbox.end(ABNORMAL, "")
-            self._decided.set()
-        await self._conn.send(data)
+        try:
+            await self._conn.send(data)
+        finally:
+            if not more_body:
+                self._decided.set()
 
     async def _send_http_error(self, status: int) -> None:
         self._state = _CLOSED
         self._inbox.end(ABNORMAL, "")
-        self._decided.set()
         response = self._http.error_response(status)
-        if response is not None and not self._conn.broken:
-            try:
+        try:
+            if response is not None and not self._conn.broken:
                 await self._conn.send(response)
-            except ClientDisconnected:
-                pass
+        except ClientDisconnected:
+            pass
+        finally:
+            self._decided.set()
 
     # -- closing -------------------------------------------------------------------------
 
@@ -384,6 +423,59 @@ class WebSocketSession:
         # The reader now only waits for the peer's answering close frame, not forever.
         if self._reader_scope is not None:
             self._reader_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
+
+    async def _keepalive(
+        self, scope: trio.CancelScope, interval: float, pong_timeout: float | None
+    ) -> None:
+        with scope:
+            await self._ping_loop(interval, pong_timeout)
+
+    async def _ping_loop(self, interval: float, pong_timeout: float | None) -> None:
+        """Ping every ``interval``; no matching pong in ``pong_timeout`` closes with 1011."""
+        ws = self._ws
+        assert ws is not None
+        conn = self._conn
+        for count in itertools.count(1):
+            await trio.sleep(interval)
+            payload = count.to_bytes(4, "big")  # distinguishes late pongs of older pings
+            pong = trio.Event()
+            self._awaited_pong = (payload, pong)
+            try:
+                async with conn.writing:
+                    if self._state != _OPEN or self._closing:
+                        return
+                    await conn.write(ws.ping(payload))
+            except ClientDisconnected:
+                self._on_write_failure()
+                return
+            if pong_timeout is not None and not await self._pong_arrived(pong, pong_timeout):
+                log.info("WebSocket %s: keepalive ping timed out", self.scope["path"])
+                await self._close(INTERNAL_ERROR, "keepalive ping timeout")
+                return
+
+    async def _pong_arrived(self, pong: trio.Event, seconds: float) -> bool:
+        """Wait ``seconds`` for ``pong``; time spent with reading paused by backpressure does
+        not count (the pong is then stuck behind data we chose not to read yet)."""
+        deadline = trio.current_time() + seconds
+        while True:
+            with trio.move_on_at(deadline):
+                await pong.wait()
+                return True
+            paused = self._read_paused
+            if paused is not None:
+                await paused.wait()
+                deadline = trio.current_time() + seconds
+            elif self._last_resume > deadline - seconds:
+                deadline = self._last_resume + seconds
+            else:
+                return False
+
+    def _on_write_failure(self) -> None:
+        """A write failed or timed out: the stream is unusable, stop reading too."""
+        self._state = _CLOSED
+        self._inbox.end(ABNORMAL, "")
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
 
     def on_shutdown(self, code: int = GOING_AWAY) -> None:
         """Server shutdown: close with 1001 (1012 for a restart) from a task of our own."""
@@ -414,7 +506,10 @@ class WebSocketSession:
                     elif event_type is PingReceived:
                         await self._answer_ping(event)  # type: ignore[arg-type]
                     elif event_type is PongReceived:
-                        pass  # unsolicited pongs are allowed and ignored (RFC 6455 5.5.3)
+                        # Unsolicited or late pongs are allowed and ignored (RFC 6455 5.5.3).
+                        awaited = self._awaited_pong
+                        if awaited is not None and event.payload == awaited[0]:  # type: ignore[union-attr]
+                            awaited[1].set()
                     elif event_type is CloseReceived:
                         await self._on_close_frame(event)  # type: ignore[arg-type]
                         return
@@ -426,7 +521,13 @@ class WebSocketSession:
                         self._on_lost()
                         return
                 if inbox.full and self._state == _OPEN:
-                    await inbox.wait_for_space()
+                    resumed = self._read_paused = trio.Event()
+                    try:
+                        await inbox.wait_for_space()
+                    finally:
+                        self._read_paused = None
+                        self._last_resume = trio.current_time()
+                        resumed.set()
                     continue
                 ws.receive_data(await conn.receive())
         # Deadline passed: the peer never answered our close frame.

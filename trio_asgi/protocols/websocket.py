@@ -264,7 +264,10 @@ class WebSocketProtocol:
                 if self._conn.state in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED):
                     return CloseReceived(int(event.code), event.reason or "")
                 # wsproto reports parse errors as a CloseConnection while still OPEN.
-                return self._fail(int(event.code), event.reason or "")
+                code = int(event.code)
+                if code == MESSAGE_TOO_BIG:  # from the inflater's limit
+                    return self._fail(code, f"message larger than {self._max_size} bytes")
+                return self._fail(code, event.reason or "")
         if self._eof:
             return CONNECTION_LOST
         return None

@@ -21,7 +21,7 @@ import h11
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension, PerMessageDeflate
 
 from .._types import Message, Receive, Scope, Send
 from ..app_loader import adapt
@@ -493,11 +493,14 @@ class TestClient(_TaskGroupOwner):
         *,
         subprotocols: list[str] | tuple[str, ...] = (),
         headers: HeaderInput = None,
-        compression: bool = False,
+        compression: bool | Extension = False,
     ) -> AsyncIterator[WebSocketClient]:
         """Open a WebSocket; ``WebSocketDenied`` if the server answers with HTTP instead.
 
-        Leaving the block closes the connection cleanly (code 1000) unless it already ended.
+        ``compression=True`` offers permessage-deflate with wsproto's defaults; pass a
+        configured ``wsproto.extensions.PerMessageDeflate`` to offer other parameters.
+        ``ws.extensions`` tells what was agreed. Leaving the block closes the connection
+        cleanly (code 1000) unless it already ended.
         """
         stream = await self.connect()
         transcript = self._transcript(stream)
@@ -507,7 +510,13 @@ class TestClient(_TaskGroupOwner):
             host=self.host,
             target=path,
             subprotocols=list(subprotocols),
-            extensions=[PerMessageDeflate()] if compression else [],
+            extensions=(
+                [compression]
+                if isinstance(compression, Extension)
+                else [PerMessageDeflate()]
+                if compression
+                else []
+            ),
             extra_headers=encode_headers(headers),
         )
         try:
@@ -523,6 +532,7 @@ class TestClient(_TaskGroupOwner):
             ws,
             subprotocol=accepted.subprotocol,
             headers=Headers(accepted.extra_headers),
+            extensions=accepted.extensions,
             timeout=self.timeout,
             describe=transcript,
         )

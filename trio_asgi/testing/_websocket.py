@@ -113,10 +113,12 @@ class WebSocketClient:
         *,
         subprotocol: str | None,
         headers: Headers,
+        extensions: list[Any],
         timeout: float | None,
         describe: Any,
     ) -> None:
         self._stream = stream
+        self.extensions = extensions  # negotiated (wsproto Extension objects)
         self._ws = ws
         self.subprotocol = subprotocol
         self.headers = headers
@@ -126,6 +128,7 @@ class WebSocketClient:
         self._send_events, self._events = trio.open_memory_channel[WebSocketEvent](RECEIVE_QUEUE)
         self._pongs: dict[bytes, trio.Event] = {}
         self.closed: Closed | None = None  # set once the close arrived (or the link died)
+        self.pings_received = 0  # server keepalive pings seen (each answered automatically)
         self._reader_scope = trio.CancelScope()
 
     # -- sending ---------------------------------------------------------------------------
@@ -240,6 +243,7 @@ class WebSocketClient:
                                 await self._deliver(parts)
                                 parts = []
                         elif isinstance(event, Ping):
+                            self.pings_received += 1
                             await self._answer(event)
                         elif isinstance(event, Pong):
                             waiter = self._pongs.pop(bytes(event.payload), None)
