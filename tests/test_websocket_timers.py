@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from trio_asgi import ClientDisconnected
-from trio_asgi.testing import Closed, TestClient, WebSocketDenied, build_frame
+from trio_asgi.testing import TestClient, WebSocketDenied, build_frame
 
 Scope = dict[str, Any]
 HANDSHAKE = (

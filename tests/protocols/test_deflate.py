@@ -134,7 +134,7 @@ def test_round_trips_with_parameter_combinations(params: dict[str, object]) -> N
 
 
 def test_small_messages_are_sent_uncompressed_and_large_ones_compressed() -> None:
-    client, server = pair(ClientDeflate())
+    _client, server = pair(ClientDeflate())
     small = server.send(b"x" * (MIN_COMPRESS_SIZE - 1))
     large = server.send(b"x" * 10_000)
     assert small[0] & 0x40 == 0  # RSV1 clear
@@ -142,7 +142,7 @@ def test_small_messages_are_sent_uncompressed_and_large_ones_compressed() -> Non
 
 
 def test_fragmented_compressed_message_with_interleaved_ping() -> None:
-    client, server = pair(ClientDeflate())
+    _client, server = pair(ClientDeflate())
     payload = ("fragmented and compressed " * 200).encode()
     compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
     body = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
