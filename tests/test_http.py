@@ -332,7 +332,7 @@ async def test_send_returns_only_once_the_transport_took_the_bytes() -> None:
                 {"type": "http.response.body"},
                 {"type": "http.response.body"},
             ],
-            "after the response completed",
+            "after the response body ended",
         ),
     ],
 )

@@ -34,6 +34,7 @@ _GROUP_TITLES = {
     "logging": "logging",
     "http": "HTTP",
     "websocket": "WebSocket",
+    "limits": "limits",
     "shutdown": "shutdown",
 }
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from .errors import ConfigError
 
 Interface = Literal["auto", "asgi3", "asgi2"]
+ConcurrencyMode = Literal["backlog", "503"]
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -55,6 +56,13 @@ def parse_optional_seconds(text: str) -> float | None:
         return None
     value = float(text)
     return None if value == 0 else value
+
+
+def parse_optional_count(text: str) -> int | None:
+    """A positive whole number, or ``none`` for no limit."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    return int(text)
 
 
 def parse_bool(text: str) -> bool:
@@ -144,12 +152,25 @@ class Config:
         group="http",
         metavar="SECONDS",
     )
+    timeout_request_body: float = setting(
+        30.0,
+        "Seconds to wait for each piece of a request body while the app is reading it; a "
+        "client that stalls longer gets 408 (or a disconnect, if the response started).",
+        group="http",
+        metavar="SECONDS",
+    )
     timeout_write: float = setting(
         30.0,
         "Seconds a client may take to accept each 256 KiB of a response before it is "
         "considered stalled and disconnected.",
         group="http",
         metavar="SECONDS",
+    )
+    http_early_hints: bool = setting(
+        False,
+        "Offer the http.response.early_hint extension (103 Early Hints). Off by default: "
+        "some clients mishandle 1xx responses.",
+        group="http",
     )
     h11_max_incomplete_event_size: int = setting(
         16 * KiB,
@@ -211,6 +232,37 @@ class Config:
         metavar="SECONDS",
     )
 
+    # -- limits -------------------------------------------------------------------------------
+    limit_concurrency: int | None = setting(
+        None,
+        "Most connections served at once (none: no limit). See --limit-concurrency-mode.",
+        group="limits",
+        metavar="N",
+        parse=parse_optional_count,
+    )
+    limit_concurrency_mode: ConcurrencyMode = setting(
+        "backlog",
+        "At the limit, 'backlog' stops accepting (new clients wait in the kernel's backlog); "
+        "'503' accepts them and answers 503 Service Unavailable.",
+        group="limits",
+        choices=("backlog", "503"),
+    )
+    limit_max_requests: int | None = setting(
+        None,
+        "Requests (and WebSocket sessions) to serve before the process shuts down "
+        "gracefully, for a supervisor to restart it (none: no limit).",
+        group="limits",
+        metavar="N",
+        parse=parse_optional_count,
+    )
+    limit_max_requests_per_connection: int | None = setting(
+        None,
+        "Requests served on one keep-alive connection before it is closed (none: no limit).",
+        group="limits",
+        metavar="N",
+        parse=parse_optional_count,
+    )
+
     # -- shutdown -----------------------------------------------------------------------------
     timeout_graceful_shutdown: float = setting(
         10.0,
@@ -229,10 +281,18 @@ class Config:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
         _positive(self, "backlog", "h11_max_incomplete_event_size", "ws_max_size", "ws_max_queue")
+        _positive(
+            self,
+            "limit_concurrency",
+            "limit_max_requests",
+            "limit_max_requests_per_connection",
+            optional=True,
+        )
         _non_negative(
             self,
             "timeout_keep_alive",
             "timeout_request_header",
+            "timeout_request_body",
             "timeout_write",
             "timeout_graceful_shutdown",
             "ws_ping_interval",
@@ -246,9 +306,11 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-def _positive(config: Config, *names: str) -> None:
+def _positive(config: Config, *names: str, optional: bool = False) -> None:
     for name in names:
         value = getattr(config, name)
+        if optional and value is None:
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{name} must be a positive integer, not {value!r}")
 

@@ -8,6 +8,8 @@ stream and closes it when ``serve`` returns, whatever happened.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -73,6 +75,17 @@ class ServerState:
     def access_log(self) -> bool:
         return self.config.access_log and access_logger.isEnabledFor(logging.INFO)
 
+    requests: int = 0
+    on_request_limit: Callable[[], None] | None = None  # the server's graceful shutdown
+
+    def request_served(self) -> None:
+        """Count a finished request or WebSocket session against --limit-max-requests."""
+        self.requests += 1
+        limit = self.config.limit_max_requests
+        if limit is not None and self.requests == limit and self.on_request_limit is not None:
+            log.info("Served %d requests (--limit-max-requests): shutting down", limit)
+            self.on_request_limit()
+
     def begin_shutdown(self, close_code: int = 1001) -> None:
         """Ask every connection to wind down; each does its own I/O for it."""
         self.shutting_down = True
@@ -121,6 +134,9 @@ class Connection:
             date_header=self.config.date_header,
         )
         self.cycle: HTTPCycle | None = None
+        self.requests_served = 0
+        self.overloaded = False  # over --limit-concurrency in 503 mode: refuse the request
+        self.last_request = False  # this connection closes after the current response
         self.websocket: WebSocketSession | None = None
         self._idle_scope: trio.CancelScope | None = None
         self.lingering = False  # the client may still be sending a request we will not read
@@ -172,6 +188,13 @@ class Connection:
                 self.broken = True
         if not done:
             raise ClientDisconnected("peer stopped reading; write timed out")
+
+    def sendfile_socket(self) -> trio.socket.SocketType | None:
+        """The raw socket when file ranges may bypass us via ``os.sendfile`` (plain TCP)."""
+        stream = self.stream
+        if isinstance(stream, trio.SocketStream) and hasattr(os, "sendfile"):
+            return stream.socket
+        return None
 
     async def send(self, data: bytes) -> None:
         """``write`` under the write lock."""
@@ -239,16 +262,22 @@ class Connection:
             try:
                 request = await self._next_request(proto, first=first)
             except BadRequest as exc:
-                await self._reject(proto, exc.status, exc.detail)
+                await self._reject(proto, exc.status, exc.detail, exc.public)
                 return
             if request is None:
                 return
+            if self.overloaded:
+                await self._reject(proto, 503, "over --limit-concurrency", "Server at capacity")
+                return
             if request.method == b"CONNECT":
-                await self._reject(proto, 405, "CONNECT is not supported")
+                await self._reject(proto, 405, "CONNECT", "CONNECT is not supported")
                 return
             if wants_websocket(request.headers):
                 await self._serve_websocket(proto, request)
                 return
+            self.requests_served += 1
+            limit = self.config.limit_max_requests_per_connection
+            self.last_request = limit is not None and self.requests_served >= limit
             scope = http_scope(request, self.info, self.server.lifespan_state)
             cycle = HTTPCycle(self, proto, request, scope)
             self.cycle = cycle
@@ -256,7 +285,8 @@ class Connection:
                 await cycle.run(self.server.app)
             finally:
                 self.cycle = None
-            if not cycle.keep_alive or self.server.shutting_down:
+                self.server.request_served()
+            if not cycle.keep_alive or self.last_request or self.server.shutting_down:
                 return
             if not await self._prepare_next_cycle(proto, request):
                 return
@@ -331,11 +361,13 @@ class Connection:
                     return False
         return False
 
-    async def _reject(self, proto: HTTP1Protocol, status: int, detail: str) -> None:
+    async def _reject(
+        self, proto: HTTP1Protocol, status: int, detail: str, public: str | None = None
+    ) -> None:
         """Answer a request we will not run (bad input) and close."""
         log.debug("rejecting request from %s with %d: %s", self.info.client, status, detail)
         self.lingering = True
-        response = proto.error_response(status, detail if status < 500 else None)
+        response = proto.error_response(status, public)
         if response is not None:
             try:
                 await self.send(response)
@@ -363,7 +395,7 @@ class Connection:
                     return
             handshake = check_handshake(request.method, request.http_version, request.headers)
         except BadRequest as exc:
-            await self._reject(proto, exc.status, exc.detail)
+            await self._reject(proto, exc.status, exc.detail, exc.public)
             return
         except HandshakeError as exc:
             log.debug("bad WebSocket handshake from %s: %s", self.info.client, exc.detail)
@@ -380,3 +412,4 @@ class Connection:
             await session.run(self.server.app)
         finally:
             self.websocket = None
+            self.server.request_served()

@@ -58,14 +58,24 @@ async def accept_loop(
     listener: trio.abc.Listener[Any],
     nursery: trio.Nursery,
     handler: Callable[[Any], Awaitable[None]],
+    slots: trio.Semaphore | None = None,
 ) -> None:
-    """Accept forever, starting ``handler(stream)`` in ``nursery`` for each connection."""
+    """Accept forever, starting ``handler(stream)`` in ``nursery`` for each connection.
+
+    With ``slots``, a connection slot is taken *before* accepting and given back when the
+    handler ends: at the limit we simply stop accepting, and new clients wait in the
+    kernel's listen backlog instead of being accepted only to be refused.
+    """
     backoff = BACKOFF_START
     exhausted = False
     while True:
+        if slots is not None:
+            await slots.acquire()
         try:
             stream = await listener.accept()
         except OSError as exc:
+            if slots is not None:
+                slots.release()
             if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                 raise
             if not exhausted:
@@ -82,4 +92,16 @@ async def accept_loop(
             log.info("accept() works again; new connections are accepted")
             exhausted = False
             backoff = BACKOFF_START
-        nursery.start_soon(handler, stream)
+        if slots is None:
+            nursery.start_soon(handler, stream)
+        else:
+            nursery.start_soon(_handle_in_slot, handler, stream, slots)
+
+
+async def _handle_in_slot(
+    handler: Callable[[Any], Awaitable[None]], stream: Any, slots: trio.Semaphore
+) -> None:
+    try:
+        await handler(stream)
+    finally:
+        slots.release()

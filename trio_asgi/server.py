@@ -34,6 +34,18 @@ log = logging.getLogger("trio_asgi.error")
 Address = tuple[str, int]
 
 
+def http_extensions(config: Config) -> dict[str, dict[object, object]]:
+    """The ASGI extensions every HTTP scope advertises (each one is implemented)."""
+    extensions: dict[str, dict[object, object]] = {
+        "http.response.trailers": {},
+        "http.response.pathsend": {},
+        "http.response.zerocopysend": {},
+    }
+    if config.http_early_hints:
+        extensions["http.response.early_hint"] = {}
+    return extensions
+
+
 class Server:
     """One server: ``await server.serve()`` runs it; ``request_shutdown()`` stops it."""
 
@@ -45,6 +57,8 @@ class Server:
         self._stop = trio.Event()
         self._root: trio.Nursery | None = None
         self.lifespan = Lifespan(self.state.app, self.config.lifespan, self.state.lifespan_state)
+        self.state.on_request_limit = self.request_shutdown
+        self._http_extensions = http_extensions(self.config)
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (idempotent). Safe to call from any trio task."""
@@ -97,12 +111,18 @@ class Server:
     ) -> None:
         """Accept until asked to stop, then drain the connections within the grace period."""
         state = self.state
+        config = self.config
         self.addresses = [listener_address(listener) for listener in listeners]
+        slots = None
+        if config.limit_concurrency is not None and config.limit_concurrency_mode == "backlog":
+            slots = trio.Semaphore(config.limit_concurrency)
         with trio.CancelScope() as drain_scope:
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as accepting:
                     for listener in listeners:
-                        accepting.start_soon(accept_loop, listener, connections, self._handle)
+                        accepting.start_soon(
+                            accept_loop, listener, connections, self._handle, slots
+                        )
                     log.info(
                         "trio_asgi listening on %s (press CTRL+C to quit)",
                         ", ".join(listener_url(listener) for listener in listeners),
@@ -114,7 +134,7 @@ class Server:
                     await trio.aclose_forcefully(listener)
                 log.info("Shutting down: waiting for %d connection(s)", len(state.connections))
                 state.begin_shutdown()
-                drain_scope.deadline = trio.current_time() + self.config.timeout_graceful_shutdown
+                drain_scope.deadline = trio.current_time() + config.timeout_graceful_shutdown
         if drain_scope.cancelled_caught:
             log.warning("Graceful shutdown timed out; remaining connections were cancelled")
 
@@ -124,9 +144,20 @@ class Server:
             await trio.aclose_forcefully(stream)
             return
         info = ConnectionInfo(
-            client=addresses[0], server=addresses[1], root_path=self.config.root_path
+            client=addresses[0],
+            server=addresses[1],
+            root_path=self.config.root_path,
+            http_extensions=self._http_extensions,
         )
-        await Connection(stream, self.state, info).serve()
+        connection = Connection(stream, self.state, info)
+        limit = self.config.limit_concurrency
+        if (
+            limit is not None
+            and self.config.limit_concurrency_mode == "503"
+            and len(self.state.connections) >= limit
+        ):
+            connection.overloaded = True
+        await connection.serve()
 
     async def _watch_signals(
         self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

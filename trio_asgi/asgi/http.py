@@ -19,6 +19,7 @@ from .._types import ASGIApp, Message
 from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
 from ..logging import log_http_access
 from ..protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, InvalidResponse
+from .files import send_file_range, send_path
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -36,10 +37,18 @@ PIPELINE_BUFFER_LIMIT: Final = 64 * 1024
 _NOT_STARTED: Final = 0  # nothing from the app yet
 _STARTED: Final = 1  # http.response.start held back, nothing written
 _STREAMING: Final = 2  # head written, body under way
-_COMPLETE: Final = 3  # last body message written
+_TRAILERS: Final = 3  # body ended, trailers still to come from the app
+_COMPLETE: Final = 4  # the whole response was produced
 
 _DISCONNECT: Final = "http.disconnect"
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+
+
+def _header_list(headers: Any) -> list[tuple[bytes, bytes]]:
+    try:
+        return [(name, value) for name, value in headers]
+    except (TypeError, ValueError):
+        raise ASGIProtocolError("headers must be [name, value] pairs") from None
 
 
 class HTTPCycle:
@@ -56,8 +65,11 @@ class HTTPCycle:
         "_response",
         "_started_at",
         "_status",
+        "_trailers",
         "_waiter",
+        "_wants_trailers",
         "bytes_sent",
+        "bytes_written",
         "keep_alive",
         "request",
         "scope",
@@ -79,7 +91,10 @@ class HTTPCycle:
         self._bad_request: BadRequest | None = None
         self._waiter: trio.CancelScope | None = None
         self._started_at = time.perf_counter() if conn.server.access_log else 0.0
-        self.bytes_sent = 0
+        self._wants_trailers = False
+        self._trailers: list[tuple[bytes, bytes]] = []
+        self.bytes_sent = 0  # body bytes, for the access log
+        self.bytes_written = False  # anything of the response reached the transport
         self.keep_alive = True
 
     # -- receive -------------------------------------------------------------------------
@@ -111,9 +126,12 @@ class HTTPCycle:
             if event is NEED_DATA:
                 if pieces:
                     break
-                data = await self._conn.receive()
-                proto.receive_data(data)
-                continue
+                with trio.move_on_after(self._conn.config.timeout_request_body):
+                    proto.receive_data(await self._conn.receive())
+                    continue
+                # The client stalled mid-body: 408 if the app has not answered yet.
+                self._bad_request = BadRequest(408, "request body not received in time")
+                return self._lost()
             event_type = type(event)
             if event_type is h11.Data:
                 pieces.append(event.data)  # type: ignore[union-attr]
@@ -180,6 +198,14 @@ class HTTPCycle:
             await self._send_body(message)
         elif message_type == "http.response.start":
             self._start(message)
+        elif message_type == "http.response.trailers":
+            await self._send_trailers(message)
+        elif message_type == "http.response.pathsend":
+            await send_path(self, message)
+        elif message_type == "http.response.zerocopysend":
+            await send_file_range(self, message)
+        elif message_type == "http.response.early_hint" and self._conn.config.http_early_hints:
+            await self._send_early_hint(message)
         else:
             raise ASGIProtocolError(f"unexpected ASGI message {message_type!r} in an HTTP cycle")
 
@@ -189,53 +215,130 @@ class HTTPCycle:
         status = message.get("status")
         if type(status) is not int:
             raise ASGIProtocolError(f"http.response.start needs an int 'status', got {status!r}")
-        headers = message.get("headers", ())
-        try:
-            self._head = [(name, value) for name, value in headers]
-        except (TypeError, ValueError):
-            raise ASGIProtocolError("response headers must be [name, value] pairs") from None
+        self._head = _header_list(message.get("headers", ()))
         self._status = status
         if status in _NO_BODY_STATUSES:
             self._no_body = True
+        self._wants_trailers = bool(message.get("trailers", False))
         self._response = _STARTED
 
-    async def _send_body(self, message: Message) -> None:
+    def check_body_allowed(self, what: str) -> None:
+        """Raise unless a body message may be sent now (also used by ``files.py``)."""
         state = self._response
         if state == _NOT_STARTED:
-            raise ASGIProtocolError("http.response.body sent before http.response.start")
-        if state == _COMPLETE:
-            raise ASGIProtocolError("http.response.body sent after the response completed")
+            raise ASGIProtocolError(f"{what} sent before http.response.start")
+        if state in (_COMPLETE, _TRAILERS):
+            raise ASGIProtocolError(f"{what} sent after the response body ended")
+        if self._disconnected or self._conn.broken:
+            raise ClientDisconnected("client disconnected")
+
+    def head(self) -> bytes:
+        """The response head, if not written yet (``b""`` otherwise). The head is held back
+        until the first body message, so a failing app can still get a clean 500."""
+        if self._response != _STARTED:
+            return b""
+        conn = self._conn
+        if conn.server.shutting_down or conn.last_request:
+            self._head.append((b"connection", b"close"))  # h11 then closes after it
+        data = self._proto.response_head(self._status, self._head)
+        self._response = _STREAMING
+        return data
+
+    def body_end(self) -> bytes:
+        """Bytes ending the body, unless trailers are still to come from the app."""
+        if self._wants_trailers:
+            self._response = _TRAILERS
+            return b""
+        self._response = _COMPLETE
+        return self._proto.end()
+
+    async def _send_body(self, message: Message) -> None:
+        self.check_body_allowed("http.response.body")
         body = message.get("body", b"")
         if not isinstance(body, bytes | bytearray | memoryview):
             raise ASGIProtocolError(f"response body must be bytes, got {type(body).__name__}")
-        more_body = message.get("more_body", False)
-        if self._disconnected or self._conn.broken:
-            raise ClientDisconnected("client disconnected")
         proto = self._proto
-        if state == _STARTED and self._conn.server.shutting_down:
-            self._head.append((b"connection", b"close"))  # h11 then closes after this response
         try:
-            data = proto.response_head(self._status, self._head) if state == _STARTED else b""
-            self._response = _STREAMING
+            data = self.head()
             if body and not self._no_body:
                 data += proto.body(body)
                 self.bytes_sent += len(body)
-            if not more_body:
-                data += proto.end()
-                self._response = _COMPLETE
+            if not message.get("more_body", False):
+                data += self.body_end()
         except InvalidResponse as exc:
-            if self._response == _STREAMING and state == _STARTED:
-                self._response = _STARTED  # nothing written: a 500 can still replace it
-            raise ASGIProtocolError(f"invalid response: {exc}") from None
+            raise self.invalid(exc) from None
         if data:
-            try:
-                await self._conn.send(data)
-            except ClientDisconnected:
-                self._disconnected = True
-                self.keep_alive = False
-                raise
+            await self.write(data)
+
+    async def _send_trailers(self, message: Message) -> None:
+        if self._response != _TRAILERS:
+            raise ASGIProtocolError(
+                "http.response.trailers needs 'trailers': True in http.response.start and "
+                "must follow the last http.response.body"
+            )
+        self._trailers.extend(_header_list(message.get("headers", ())))
+        if message.get("more_trailers", False):
+            return
+        trailers = self._trailers if self._may_send_trailers() else []
+        self._response = _COMPLETE
+        try:
+            data = self._proto.end(trailers)
+        except InvalidResponse as exc:
+            raise self.invalid(exc) from None
+        await self.write(data)
+
+    def _may_send_trailers(self) -> bool:
+        """Trailers only go to clients that asked (``TE: trailers``) over chunked framing."""
+        if self.request.http_version != b"1.1" or self._no_body:
+            return False
+        te = b",".join(value for name, value in self.request.headers if name == b"te")
+        if b"trailers" not in (token.strip().lower() for token in te.split(b",")):
+            return False
+        return not any(name.lower() == b"content-length" for name, _ in self._head)
+
+    async def _send_early_hint(self, message: Message) -> None:
+        """103 Early Hints (RFC 8297) with the app's Link values, while the head is unsent."""
+        links = message.get("links", ())
+        if self._response >= _STREAMING:
+            return  # too late: the final response head is already out
+        if self.request.http_version != b"1.1":
+            return  # RFC 9110 15.2: no 1xx responses to HTTP/1.0 clients
+        try:
+            data = self._proto.informational(103, [(b"link", bytes(link)) for link in links])
+        except (InvalidResponse, TypeError) as exc:
+            raise ASGIProtocolError(f"invalid early hint links: {exc}") from None
+        await self.write(data)
+
+    def invalid(self, exc: InvalidResponse) -> ASGIProtocolError:
+        """The app asked for an invalid response: if nothing was written, a 500 can still
+        replace it; otherwise the connection will be closed."""
+        if self._response == _STREAMING and not self.bytes_written:
+            self._response = _STARTED
+        return ASGIProtocolError(f"invalid response: {exc}")
+
+    async def write(self, data: bytes) -> None:
+        """Write response bytes; wakes an app waiting in ``receive()`` once complete."""
+        try:
+            await self._conn.send(data)
+        except ClientDisconnected:
+            self._disconnected = True
+            self.keep_alive = False
+            raise
+        self.bytes_written = True
         if self._response == _COMPLETE and self._waiter is not None:
             self._waiter.cancel()
+
+    @property
+    def no_body(self) -> bool:
+        return self._no_body
+
+    @property
+    def proto(self) -> HTTP1Protocol:
+        return self._proto
+
+    @property
+    def conn(self) -> Connection:
+        return self._conn
 
     # -- running the app -----------------------------------------------------------------
 
@@ -257,18 +360,21 @@ class HTTPCycle:
 
     async def _finish_after_error(self) -> None:
         self.keep_alive = False
-        if self._response in (_NOT_STARTED, _STARTED) and not self._disconnected:
-            await self._send_error(500)
+        if self._response in (_NOT_STARTED, _STARTED):
+            if self._bad_request is not None:  # the app gave up on a broken request body
+                await self._send_error(self._bad_request.status, self._bad_request.public)
+            elif not self._disconnected:
+                await self._send_error(500)
 
     async def _finish_incomplete(self) -> None:
         if self._response in (_NOT_STARTED, _STARTED):
             if self._bad_request is not None:
-                await self._send_error(self._bad_request.status, self._bad_request.detail)
+                await self._send_error(self._bad_request.status, self._bad_request.public)
             elif not self._disconnected:
                 log.error("ASGI app returned without completing a response (%s)", self._target())
                 await self._send_error(500)
             self.keep_alive = False
-        elif self._response == _STREAMING:
+        else:
             log.error("ASGI app returned in the middle of a response (%s)", self._target())
             self.keep_alive = False
 

@@ -30,12 +30,17 @@ _PLAIN_TEXT: Final = (b"content-type", b"text/plain; charset=utf-8")
 
 
 class BadRequest(Exception):
-    """The peer broke HTTP/1.1; answer with ``status`` (400, 431, ...) and close."""
+    """The peer broke HTTP/1.1; answer with ``status`` (400, 431, ...) and close.
 
-    def __init__(self, status: int, detail: str) -> None:
+    ``detail`` is for our log; ``public`` is what the client may read (h11's messages quote
+    the offending bytes, which we do not reflect back).
+    """
+
+    def __init__(self, status: int, detail: str, *, public: bool = True) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.public = detail if public else None
 
 
 class InvalidResponse(Exception):
@@ -84,6 +89,20 @@ def _check_head(buffered: bytes, max_size: int) -> None:
         raise BadRequest(400, "bare LF in request head")
 
 
+def _check_framing(request: h11.Request) -> None:
+    """h11 lets Transfer-Encoding win over a Content-Length sent alongside it (RFC 9112 6.3);
+    a front proxy may pick the other one. RFC 9112 6.1 allows refusing such a request, and
+    with request smuggling in mind we do."""
+    has_length = has_encoding = False
+    for name, _ in request.headers:
+        if name == b"content-length":
+            has_length = True
+        elif name == b"transfer-encoding":
+            has_encoding = True
+    if has_length and has_encoding:
+        raise BadRequest(400, "both Content-Length and Transfer-Encoding")
+
+
 def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"")
 
@@ -116,8 +135,9 @@ class HTTP1Protocol:
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            raise BadRequest(exc.error_status_hint, str(exc)) from None
+            raise BadRequest(exc.error_status_hint, str(exc), public=False) from None
         if type(event) is h11.Request:
+            _check_framing(event)
             # h11 forgets this once any response is sent; we need it later to know whether
             # the client will ever send the body.
             self._continue_pending = conn.they_are_waiting_for_100_continue
@@ -208,6 +228,19 @@ class HTTP1Protocol:
             raise InvalidResponse(str(exc)) from None
         assert chunks is not None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def body_pieces(self, data: object) -> list[object]:
+        """Framing around ``data`` as separate pieces, ``data`` itself passed through.
+
+        h11's documented sendfile hook: ``data`` may be any object with a length (a file
+        range we send with ``os.sendfile``); h11 frames it without looking inside.
+        """
+        try:
+            pieces = self._conn.send_with_data_passthrough(h11.Data(data=data))  # type: ignore[arg-type]
+        except h11.LocalProtocolError as exc:
+            raise InvalidResponse(str(exc)) from None
+        assert pieces is not None
+        return pieces
 
     def end(self, trailers: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
         """End of the response body (with trailers, if the framing allows them)."""
