@@ -173,7 +173,7 @@ def zerocopy_app(path: Path) -> Any:
         if scope["type"] != "http":
             return
         assert "http.response.zerocopysend" in scope["extensions"]
-        with open(path, "rb") as file:  # noqa: ASYNC230
+        with open(path, "rb") as file:
             if scope["path"] == "/range":
                 await send(
                     {

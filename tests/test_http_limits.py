@@ -139,7 +139,8 @@ async def test_max_requests_per_process_shuts_down_gracefully() -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n folded\r\n\r\nhello",
         b"POST / HTTP/1.1\nHost: x\nContent-Length: 5\n\nhello",
