@@ -151,10 +151,14 @@ def _describe(app: Any) -> str:
 
 
 def _signature(app: Any) -> str:
+    """The parameters, without annotations: ``(environ, start_response)``."""
     try:
-        return str(inspect.signature(app))
+        signature = inspect.signature(app)
     except (TypeError, ValueError):
         return "(unknown)"
+    empty = inspect.Parameter.empty
+    parameters = [p.replace(annotation=empty) for p in signature.parameters.values()]
+    return str(signature.replace(parameters=parameters, return_annotation=empty))
 
 
 def asgi2_to_asgi3(app: Callable[[Scope], Any], hint: str | None = None) -> ASGIApp:
