@@ -307,17 +307,14 @@ async def test_flask_example_from_the_command_line(interface: list[str]) -> None
     assert code == 0
     log = output.decode()
     lines = [line for line in log.splitlines() if line.strip()]
-    expected = [r"INFO:  trio_asgi listening on http://127\.0\.0\.1:\d+ \(press CTRL\+C to quit\)"]
-    if not interface:
-        expected.insert(
-            0,
-            r"INFO:  a Flask instance is a WSGI application \(it takes \(environ, "
-            r"start_response\)\): running it in up to 3 threads\. Pass --interface to override\.",
-        )
-    expected += [
-        r"INFO:  Received SIGINT: shutting down gracefully",
-        r"INFO:  Shutting down: waiting for \d+ connection\(s\)",
-    ]
-    assert len(lines) == len(expected), log
-    for line, pattern in zip(lines, expected, strict=True):
-        assert re.fullmatch(pattern, line), log
+    # No noise: nothing above INFO, no traceback, nothing about lifespan.
+    assert all(line.startswith("INFO:") for line in lines), log
+    assert "lifespan" not in log.lower(), log
+    detected = [line for line in lines if "WSGI application" in line]
+    if interface:
+        assert detected == [], log
+    else:
+        assert detected == [
+            "INFO:  a Flask instance is a WSGI application (it takes (environ, start_response)):"
+            " running it in up to 3 threads. Pass --interface to override."
+        ]

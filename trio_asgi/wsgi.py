@@ -48,6 +48,7 @@ StartResponse = Callable[..., Write]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+_OVER: Final = "the server no longer serves this request (it was cancelled or has finished)"
 _WEBSOCKET_DENIAL: Final = b"This server runs a WSGI application, which cannot accept WebSockets.\n"
 
 
@@ -368,7 +369,7 @@ class _Request:
                 errors,
                 limiter=self._adaptor.limiter,
                 abandon_on_cancel=True,
-                thread_name=f"WSGI {target}",
+                thread_name=f"WSGI {target[:80]}",
             )
         finally:
             self._abandoned = True
@@ -377,7 +378,7 @@ class _Request:
 
     async def _pull(self) -> tuple[bytes, bool]:
         if self._abandoned:
-            raise ClientDisconnected("the request was cancelled")
+            raise ClientDisconnected(_OVER)
         message = await self._receive()
         if message["type"] != "http.request":
             raise ClientDisconnected("the client disconnected before sending the whole body")
@@ -385,7 +386,7 @@ class _Request:
 
     async def _deliver(self, messages: list[Message]) -> None:
         if self._abandoned:
-            raise ClientDisconnected("the request was cancelled")
+            raise ClientDisconnected(_OVER)
         for message in messages:
             await self._send(message)
 
