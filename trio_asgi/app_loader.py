@@ -1,6 +1,7 @@
 """Find the application (``module:attribute``, no eval) and adapt its calling convention.
 
-ASGI 2 apps are wrapped into ASGI 3 once, at load time, so the hot path only knows one shape.
+ASGI 2 and WSGI apps are wrapped into ASGI 3 once, at load time, so the hot path only knows
+one shape. ``detect_interface`` documents how ``--interface auto`` decides.
 """
 
 from __future__ import annotations
@@ -9,13 +10,17 @@ import asyncio.coroutines
 import functools
 import importlib
 import inspect
+import logging
 import sys
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from ._types import ASGIApp, Receive, Scope, Send
 from .config import Interface
 from .errors import AppLoadError
+from .wsgi import DEFAULT_THREADS, WSGIAdaptor
+
+log = logging.getLogger("trio_asgi.error")
 
 
 def import_from_string(target: str, *, app_dir: str = ".") -> Any:
@@ -74,36 +79,157 @@ def _is_coroutine_callable(obj: Any) -> bool:
 
 
 def is_double_callable(app: Any) -> bool:
-    """True for the ASGI 2 form ``app(scope)`` → ``instance(receive, send)``.
+    """True for the ASGI 2 form ``app(scope)`` → ``instance(receive, send)``."""
+    return detect_interface(app)[0] == "asgi2"
 
-    The same decision asgiref makes: explicit ``_asgi_single_callable`` /
-    ``_asgi_double_callable`` markers win; an uninstantiated class is ASGI 2 (its
-    ``__init__`` takes the scope); otherwise an object whose ``__call__`` (or a function that)
-    is not a coroutine function is ASGI 2.
+
+Detected = Literal["asgi3", "asgi2", "wsgi"]
+
+
+def detect_interface(app: Any) -> tuple[Detected, str]:
+    """The calling convention of ``app`` and the reason, for ``--interface auto``.
+
+    In order:
+
+    1. asgiref's markers: ``_asgi_single_callable`` → ASGI 3, ``_asgi_double_callable`` →
+       ASGI 2.
+    2. A coroutine function, or an object whose ``__call__`` is one → ASGI 3.
+    3. Anything else is synchronous (a function, an object with ``__call__``, or a class,
+       whose constructor is what gets called). Its signature decides by how many positional
+       arguments it accepts: only 1 (``scope``) → ASGI 2; 2 (``environ, start_response``)
+       but not 1 → WSGI; 3 (``scope, receive, send``, e.g. a class whose instances are
+       awaitable) but not 1 or 2 → ASGI 3.
+    4. No signature, or one that accepts both 1 and 2 (``*args``) → ASGI 2, asgiref's
+       answer for synchronous callables, with a warning that says how to decide.
     """
     if getattr(app, "_asgi_single_callable", False):
-        return False
+        return "asgi3", "it is marked _asgi_single_callable"
     if getattr(app, "_asgi_double_callable", False):
-        return True
+        return "asgi2", "it is marked _asgi_double_callable"
+    if _is_async(app):
+        return "asgi3", "it is an async callable"
+    arities = _positional_arities(app)
+    if arities is not None:
+        if 1 in arities and 2 not in arities:
+            return "asgi2", "it takes one argument (scope)"
+        if 2 in arities and 1 not in arities:
+            return "wsgi", "it takes (environ, start_response)"
+        if arities == {3}:
+            return "asgi3", "it takes (scope, receive, send)"
+    return "asgi2", "ambiguous"
+
+
+def _is_async(app: Any) -> bool:
     if inspect.isclass(app):
+        return False  # cls.__call__ is its instances' method; the class itself is sync
+    if _is_coroutine_callable(app):
         return True
     call = getattr(app, "__call__", None)  # noqa: B004 - we need the method itself
-    if call is not None and _is_coroutine_callable(call):
-        return False
-    return not _is_coroutine_callable(app)
+    return call is not None and _is_coroutine_callable(call)
 
 
-def asgi2_to_asgi3(app: Callable[[Scope], Any]) -> ASGIApp:
+def _positional_arities(app: Any) -> set[int] | None:
+    """Which of 1, 2 or 3 positional arguments a call of ``app`` accepts; None if unknown."""
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):  # builtins and some extension types have none
+        return None
+    arities = set()
+    for count in (1, 2, 3):
+        try:
+            signature.bind(*range(count))
+        except TypeError:
+            continue
+        arities.add(count)
+    return arities
+
+
+def _describe(app: Any) -> str:
+    if inspect.isfunction(app) or inspect.isclass(app):
+        return f"{app.__module__}.{app.__qualname__}"
+    return f"a {type(app).__qualname__} instance"
+
+
+def _signature(app: Any) -> str:
+    """The parameters, without annotations: ``(environ, start_response)``."""
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return "(unknown)"
+    empty = inspect.Parameter.empty
+    parameters = [p.replace(annotation=empty) for p in signature.parameters.values()]
+    return str(signature.replace(parameters=parameters, return_annotation=empty))
+
+
+def asgi2_to_asgi3(app: Callable[[Scope], Any], hint: str | None = None) -> ASGIApp:
+    """Wrap an ASGI 2 app; ``hint`` is added to a TypeError from calling ``app(scope)``
+    (a guessed interface that was wrong fails there)."""
+
     async def asgi3(scope: Scope, receive: Receive, send: Send) -> None:
-        instance = app(scope)
+        try:
+            instance = app(scope)
+        except TypeError as exc:
+            if hint is not None:
+                exc.add_note(hint)
+            raise
         await instance(receive, send)
 
     asgi3.__wrapped__ = app  # type: ignore[attr-defined]
     return asgi3
 
 
-def adapt(app: Any, interface: Interface) -> ASGIApp:
-    """The app as ASGI 3, according to ``interface`` (``auto`` detects)."""
-    if interface == "asgi2" or (interface == "auto" and is_double_callable(app)):
+def adapt(app: Any, interface: Interface, *, wsgi_threads: int = DEFAULT_THREADS) -> ASGIApp:
+    """The app as ASGI 3, according to ``interface`` (``auto`` detects, and says so when it
+    picks WSGI or has to guess). Raises ``AppLoadError`` if ``interface`` is ``wsgi`` and
+    the app certainly is not a WSGI app."""
+    kind: Detected
+    if interface == "auto":
+        kind, reason = detect_interface(app)
+        if reason == "ambiguous":
+            log.warning(
+                "Cannot tell from its signature %s whether %s is an ASGI 2 or a WSGI "
+                "application; assuming ASGI 2. Pass --interface asgi2 or --interface wsgi.",
+                _signature(app),
+                _describe(app),
+            )
+            return asgi2_to_asgi3(
+                app,
+                hint=f"trio_asgi guessed that {_describe(app)} is an ASGI 2 application and "
+                "called it as app(scope); if it is a WSGI or ASGI 3 application, run it "
+                "with --interface wsgi or --interface asgi3.",
+            )
+        if kind == "wsgi":
+            log.info(
+                "%s is a WSGI application (%s): running it in up to %d threads. "
+                "Pass --interface to override.",
+                _describe(app),
+                reason,
+                wsgi_threads,
+            )
+        else:
+            log.debug("%s is an %s application (%s)", _describe(app), kind.upper(), reason)
+    else:
+        kind = interface
+    if kind == "asgi2":
         return asgi2_to_asgi3(app)
+    if kind == "wsgi":
+        _check_wsgi(app)
+        # When a workers option exists: WSGIAdaptor(..., multiprocess=workers > 1).
+        return WSGIAdaptor(app, threads=wsgi_threads)
     return cast(ASGIApp, app)
+
+
+def _check_wsgi(app: Any) -> None:
+    """Refuse ``--interface wsgi`` for an app that cannot be one, instead of failing on
+    every request."""
+    if _is_async(app):
+        raise AppLoadError(
+            f"--interface wsgi, but {_describe(app)} is an async callable, i.e. an ASGI "
+            "application; use --interface asgi3 (or auto)"
+        )
+    arities = _positional_arities(app)
+    if arities is not None and 2 not in arities:
+        raise AppLoadError(
+            f"--interface wsgi, but {_describe(app)} cannot be called as "
+            f"app(environ, start_response): its signature is {_signature(app)}"
+        )

@@ -128,9 +128,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     configure_logging(config.log_level, access_log=config.access_log)
     try:
         app = load_app(target, factory=config.factory, app_dir=config.app_dir)
+        server = Server(app, config)  # adapting the app checks --interface against it
     except AppLoadError as exc:
         fail(str(exc), EXIT_USAGE)
-    server = Server(app, config)
     try:
         trio.run(functools.partial(server.serve, handle_signals=True))
     except StartupFailed as exc:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-Interface = Literal["auto", "asgi3", "asgi2"]
+Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
 ConcurrencyMode = Literal["backlog", "503"]
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -95,10 +95,18 @@ class Config:
     # -- which application, and how to call it ---------------------------------------------
     interface: Interface = setting(
         "auto",
-        "Calling convention of the app. 'auto' detects ASGI 2 (two-callable) apps the "
-        "way asgiref does.",
+        "Calling convention of the app. 'auto' decides from the app: async is ASGI 3; "
+        "synchronous and taking (scope) is ASGI 2, taking (environ, start_response) is WSGI "
+        "(README: 'WSGI apps').",
         group="application",
-        choices=("auto", "asgi3", "asgi2"),
+        choices=("auto", "asgi3", "asgi2", "wsgi"),
+    )
+    wsgi_threads: int = setting(
+        40,
+        "Requests a WSGI app handles at once, each in a worker thread; further requests "
+        "wait for a free thread (the event loop never waits on the app).",
+        group="application",
+        metavar="N",
     )
     lifespan: LifespanMode = setting(
         "auto",
@@ -281,6 +289,7 @@ class Config:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
         _positive(self, "backlog", "h11_max_incomplete_event_size", "ws_max_size", "ws_max_queue")
+        _positive(self, "wsgi_threads")
         _positive(
             self,
             "limit_concurrency",

@@ -51,7 +51,10 @@ class Server:
 
     def __init__(self, app: Any, config: Config | None = None) -> None:
         self.config = config or Config()
-        self.state = ServerState(app=adapt(app, self.config.interface), config=self.config)
+        self.state = ServerState(
+            app=adapt(app, self.config.interface, wsgi_threads=self.config.wsgi_threads),
+            config=self.config,
+        )
         self.addresses: list[Address] = []
         self.forced = False  # a second signal cut the graceful shutdown short
         self._stop = trio.Event()

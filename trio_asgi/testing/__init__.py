@@ -213,7 +213,7 @@ class TestClient(_TaskGroupOwner):
         self.buffer_size = buffer_size
         self._client_host = client_host
         self.config = Config(**config)
-        self._app = adapt(app, self.config.interface)
+        self._app = adapt(app, self.config.interface, wsgi_threads=self.config.wsgi_threads)
         self.server = Server(self._recording_app, self.config.replace(interface="asgi3"))
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self.listener = MemoryListener((parts.hostname or "testserver", port), self.config.backlog)
