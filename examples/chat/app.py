@@ -45,6 +45,7 @@ ASSETS: Final = {
     "/": ("index.html", b"text/html; charset=utf-8"),
     "/chat.js": ("chat.js", b"text/javascript; charset=utf-8"),
     "/chat.css": ("chat.css", b"text/css; charset=utf-8"),
+    "/favicon.svg": ("favicon.svg", b"image/svg+xml"),
 }
 
 
@@ -53,7 +54,7 @@ class ChatApp:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        # Read once: three small files, served from memory.
+        # Read once: a few small files, served from memory.
         self._assets = {
             path: ((STATIC_DIR / filename).read_bytes(), content_type)
             for path, (filename, content_type) in ASSETS.items()
