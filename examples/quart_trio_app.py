@@ -19,7 +19,7 @@ from typing import Any
 
 import sniffio
 import trio
-from quart import make_response, request, websocket
+from quart import Response, request, websocket
 from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
 
@@ -58,8 +58,8 @@ async def events() -> ResponseReturnValue:
             sent += 1
             await trio.sleep(interval)
 
-    response = await make_response(
-        ticks(), {"content-type": "text/event-stream", "cache-control": "no-cache"}
+    response = Response(
+        ticks(), content_type="text/event-stream", headers={"cache-control": "no-cache"}
     )
     response.timeout = None  # Quart would otherwise end a response after 60 s
     return response
@@ -71,4 +71,6 @@ async def ws() -> None:
     Quart cancels this handler."""
     while True:
         message = await websocket.receive()
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
         await websocket.send(f"echo: {message}")

@@ -5,7 +5,7 @@ Run it:   python -m trio_asgi examples.chat:app
 Open:     http://127.0.0.1:8000/  (in two windows, pick a name, join the same room)
 """
 
-from .app import ChatApp, app, create_app
+from .asgi import ChatApp, app, create_app
 from .rooms import Hub, Member, Room
 
 __all__ = ["ChatApp", "Hub", "Member", "Room", "app", "create_app"]

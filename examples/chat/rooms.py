@@ -6,7 +6,7 @@ channel is full has stopped keeping up (a stalled network, a suspended laptop): 
 from the room instead of making the sender wait. So one slow connection never slows the
 others, and a room's memory is bounded by members x queue size.
 
-This module knows nothing of ASGI; ``app.py`` connects it to WebSockets.
+This module knows nothing of ASGI; ``asgi.py`` connects it to WebSockets.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from example_servers import ServerProcess
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -39,13 +40,10 @@ CHROMIUM_ARGS = [
 # ever spent in full when something is broken.
 TIMEOUT_MS = 30_000
 
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
-
 
 @pytest.fixture
-def browser() -> Iterator[sync_api.Browser]:
-    with sync_api.sync_playwright() as playwright:
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
         )
@@ -55,7 +53,7 @@ def browser() -> Iterator[sync_api.Browser]:
             browser.close()
 
 
-def open_chat(context: sync_api.BrowserContext, url: str, errors: list[str]) -> sync_api.Page:
+def open_chat(context: BrowserContext, url: str, errors: list[str]) -> Page:
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
@@ -70,14 +68,14 @@ def open_chat(context: sync_api.BrowserContext, url: str, errors: list[str]) -> 
     return page
 
 
-def expect_connected(page: sync_api.Page) -> None:
+def expect_connected(page: Page) -> None:
     expect(page.locator("body")).to_have_attribute("data-state", "open", timeout=TIMEOUT_MS)
     assert page.evaluate("window.chat.state") == "open"
     expect(page.locator("#text")).to_be_enabled(timeout=TIMEOUT_MS)
 
 
 def test_two_pages_chat_and_see_each_other_come_and_go(
-    chat_server: ServerProcess, browser: sync_api.Browser, tmp_path: Path
+    chat_server: ServerProcess, browser: Browser, tmp_path: Path
 ) -> None:
     errors: list[str] = []
     context = browser.new_context(viewport={"width": 900, "height": 600})
@@ -85,10 +83,10 @@ def test_two_pages_chat_and_see_each_other_come_and_go(
     alice = open_chat(context, room + "alice", errors)
     bob = open_chat(context, room + "bob", errors)
 
-    def presence(page: sync_api.Page, text: str) -> sync_api.Locator:
+    def presence(page: Page, text: str) -> Locator:
         return page.locator("#log li.presence", has_text=text)
 
-    def messages(page: sync_api.Page) -> sync_api.Locator:
+    def messages(page: Page) -> Locator:
         return page.locator("#log li.message .text")
 
     # Presence: alice sees bob arrive, and both member lists agree.

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 from framework_helpers import TIMEOUT, ASGIApp, Probe, in_thread
-from quart import make_response, request, websocket
+from quart import Response, make_response, request, websocket
 from quart.typing import ResponseReturnValue
 from quart_trio import QuartTrio
 from websockets.exceptions import ConnectionClosed
@@ -55,7 +55,7 @@ def make_app(probe: Probe) -> ASGIApp:
             finally:
                 probe.record("stream ended")
 
-        response = await make_response(body(), {"content-type": "text/plain"})
+        response = Response(body(), content_type="text/plain")
         response.timeout = None
         return response
 

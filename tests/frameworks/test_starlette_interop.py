@@ -18,6 +18,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from trio_asgi.testing import LiveServer, serve_in_background
 
@@ -213,11 +214,8 @@ async def test_websocket_disconnect_carries_the_clients_close_code(
     server: LiveServer, probe: Probe
 ) -> None:
     def client() -> str | None:
-        with connect(
-            server.ws_url + "/ws",
-            subprotocols=["v2", "v1"],
-            open_timeout=TIMEOUT,  # type: ignore[list-item]
-        ) as ws:
+        offered = [Subprotocol("v2"), Subprotocol("v1")]
+        with connect(server.ws_url + "/ws", subprotocols=offered, open_timeout=TIMEOUT) as ws:
             ws.send("text ✓")
             assert ws.recv(timeout=TIMEOUT) == "text ✓"
             ws.send(b"\x00bytes")
