@@ -95,6 +95,22 @@ async def test_detected_apps_are_served(app: Any, body: bytes) -> None:
         assert (await client.get("/")).content == body
 
 
+async def test_asgi2_apps_see_asgi_version_2() -> None:
+    versions = []
+
+    class App:
+        def __init__(self, scope: Scope) -> None:
+            versions.append(scope["asgi"]["version"])
+
+        async def __call__(self, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 204})
+            await send({"type": "http.response.body"})
+
+    async with TestClient(App, lifespan="off") as client:
+        await client.get("/")
+    assert versions == ["2.0"]
+
+
 async def test_interface_can_be_forced() -> None:
     assert adapt(asgi3, "asgi3") is asgi3
     wrapped = adapt(SyncCallReturningInstance(), "asgi2")

@@ -166,6 +166,7 @@ def asgi2_to_asgi3(app: Callable[[Scope], Any], hint: str | None = None) -> ASGI
     (a guessed interface that was wrong fails there)."""
 
     async def asgi3(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["asgi"]["version"] = "2.0"  # the interface this app is spoken to with
         try:
             instance = app(scope)
         except TypeError as exc:

@@ -134,6 +134,7 @@ class Connection:
             date_header=self.config.date_header,
         )
         self.cycle: HTTPCycle | None = None
+        self.helpers: trio.Nursery  # tasks that help the current request (disconnect watcher)
         self.requests_served = 0
         self.overloaded = False  # over --limit-concurrency in 503 mode: refuse the request
         self.last_request = False  # this connection closes after the current response
@@ -206,9 +207,11 @@ class Connection:
     async def serve(self) -> None:
         self.server.connections.add(self)
         try:
-            await self._serve_http()
-            if self.lingering and not self.broken and not self.peer_closed:
-                await self._linger()
+            async with trio.open_nursery() as helpers:
+                self.helpers = helpers
+                await self._serve_http()
+                if self.lingering and not self.broken and not self.peer_closed:
+                    await self._linger()
         finally:
             self.server.connections.discard(self)
             await self.close_stream()

@@ -113,12 +113,6 @@ async def test_streamed_body_stops_when_the_client_leaves(server: LiveServer, pr
     await probe.wait("returned /endless")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trio_asgi logs ERROR 'ASGI app returned in the middle of a response' although "
-    "the client had gone and the app was told so (http.disconnect): asgi/http.py "
-    "HTTPCycle._finish_incomplete does not check _disconnected in its _STREAMING branch",
-)
 async def test_a_client_leaving_a_stream_is_not_logged_as_an_error(
     server: LiveServer, probe: Probe, server_errors: list[logging.LogRecord]
 ) -> None:

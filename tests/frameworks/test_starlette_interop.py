@@ -166,12 +166,6 @@ async def test_streaming_response_stops_when_the_client_leaves(
     assert isinstance(await probe.wait("raised /endless"), ClientDisconnect)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trio_asgi logs 'Exception in ASGI application' with a traceback when a streaming "
-    "client leaves: Starlette re-raises our ClientDisconnected (an OSError) as its own "
-    "ClientDisconnect, which asgi/http.py's _only_disconnects does not recognise",
-)
 async def test_a_client_leaving_a_stream_is_not_logged_as_an_error(
     server: LiveServer, probe: Probe, server_errors: list[logging.LogRecord]
 ) -> None:
@@ -195,13 +189,6 @@ async def test_is_disconnected_while_connected(server: LiveServer) -> None:
     assert await in_thread(client) == "noticed: False"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trio_asgi reads the socket only inside receive(); Starlette's is_disconnected() "
-    "calls receive() in an already-cancelled scope, so the read never happens (and a known "
-    "disconnect is not returned before receive()'s first checkpoint): asgi/http.py "
-    "HTTPCycle.receive/_wait_for_disconnect. Same as hypercorn#210 on trio.",
-)
 async def test_is_disconnected_notices_a_client_that_left(server: LiveServer, probe: Probe) -> None:
     stream = await trio.open_tcp_stream(server.host, server.port)
     await stream.send_all(b"GET /poll?polls=100 HTTP/1.1\r\nhost: test\r\n\r\n")

@@ -59,15 +59,18 @@ class HTTPCycle:
         "_body_done",
         "_conn",
         "_disconnected",
+        "_ended",
         "_head",
         "_no_body",
         "_proto",
+        "_released",
         "_response",
         "_started_at",
         "_status",
         "_trailers",
-        "_waiter",
         "_wants_trailers",
+        "_watch_scope",
+        "_watcher",
         "bytes_sent",
         "bytes_written",
         "keep_alive",
@@ -89,7 +92,11 @@ class HTTPCycle:
         self._body_done = False  # the final http.request (more_body=False) was delivered
         self._disconnected = False
         self._bad_request: BadRequest | None = None
-        self._waiter: trio.CancelScope | None = None
+        # released apps parked in receive() after the body: disconnect, completion, shutdown
+        self._ended = trio.Event()
+        self._released = False  # shutdown told the app http.disconnect
+        self._watcher: trio.Event | None = None
+        self._watch_scope: trio.CancelScope | None = None
         self._started_at = time.perf_counter() if conn.server.access_log else 0.0
         self._wants_trailers = False
         self._trailers: list[tuple[bytes, bytes]] = []
@@ -100,11 +107,18 @@ class HTTPCycle:
     # -- receive -------------------------------------------------------------------------
 
     async def receive(self) -> Message:
-        if self._disconnected or self._response == _COMPLETE:
-            await trio.lowlevel.checkpoint()  # an app polling in a loop must still yield
+        if self._disconnected or self._released or self._response == _COMPLETE:
+            # Yield, but answer even inside an already-cancelled scope: Starlette's
+            # is_disconnected() polls receive() that way.
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return {"type": _DISCONNECT}
         if self._body_done:
-            await self._wait_for_disconnect()
+            # Only a read tells that a peer left: a helper task reads from now on (a
+            # pipelined next request stays buffered in h11 for after this cycle).
+            if self._watcher is None:
+                self._watcher = trio.Event()  # set when the watcher has stopped
+                self._conn.helpers.start_soon(self._watch_for_disconnect, self._watcher)
+            await self._ended.wait()
             return {"type": _DISCONNECT}
         proto = self._proto
         if proto.client_waiting_for_100_continue and self._response == _NOT_STARTED:
@@ -150,40 +164,38 @@ class HTTPCycle:
     def _lost(self) -> Message:
         self._disconnected = True
         self.keep_alive = False
+        self._ended.set()
         return {"type": _DISCONNECT}
 
-    async def _wait_for_disconnect(self) -> None:
-        """Block until the peer goes away, the response completes or the server stops.
-
-        Reading is the only way to notice that a peer left; a pipelined next request read
-        meanwhile stays buffered in h11 for after this cycle.
-        """
+    async def _watch_for_disconnect(self, stopped: trio.Event) -> None:
         conn = self._conn
         proto = self._proto
-        with trio.CancelScope() as scope:
-            self._waiter = scope
-            try:
-                if conn.server.shutting_down:
-                    scope.cancel()
+        try:
+            with trio.CancelScope() as scope:
+                self._watch_scope = scope
                 while True:
                     if proto.buffered_size >= PIPELINE_BUFFER_LIMIT:
-                        await trio.sleep_forever()
+                        await trio.sleep_forever()  # enough pipelined requests read ahead
                     data = await conn.receive()
                     proto.receive_data(data)
                     if not data:
-                        self._disconnected = True
-                        self.keep_alive = False
+                        self._lost()
                         return
-            finally:
-                self._waiter = None
-        # Cancelled by shutdown or by the response completing: either way this request is over.
-        self.keep_alive = self.keep_alive and not conn.server.shutting_down
+        finally:
+            stopped.set()
+
+    async def stop_watching(self) -> None:
+        """End the disconnect watcher before anyone else reads the stream."""
+        if self._watcher is not None:
+            if self._watch_scope is not None:
+                self._watch_scope.cancel()
+            await self._watcher.wait()
 
     def on_shutdown(self) -> None:
         """Server shutdown: release an app parked in ``receive()`` (long-poll, SSE)."""
         self.keep_alive = False
-        if self._waiter is not None:
-            self._waiter.cancel()
+        self._released = True
+        self._ended.set()
 
     # -- send ----------------------------------------------------------------------------
 
@@ -325,8 +337,8 @@ class HTTPCycle:
             self.keep_alive = False
             raise
         self.bytes_written = True
-        if self._response == _COMPLETE and self._waiter is not None:
-            self._waiter.cancel()
+        if self._response == _COMPLETE:
+            self._ended.set()
 
     @property
     def no_body(self) -> bool:
@@ -347,14 +359,18 @@ class HTTPCycle:
         try:
             await app(self.scope, self.receive, self.send)
         except Exception as exc:
-            if only_client_disconnects(exc):
-                log.debug("client disconnected during %s", self._target())
+            if only_client_disconnects(exc) or self._disconnected:
+                # Frameworks re-raise our ClientDisconnected as their own exception
+                # (Starlette's ClientDisconnect); once the client is gone, that is all it is.
+                log.debug("client disconnected during %s", self._target(), exc_info=exc)
             else:
                 log.exception("Exception in ASGI application (%s)", self._target(), exc_info=exc)
             await self._finish_after_error()
         else:
             if self._response != _COMPLETE:
                 await self._finish_incomplete()
+        finally:
+            await self.stop_watching()
         if self._conn.server.access_log:
             log_http_access(self, time.perf_counter() - self._started_at)
 
@@ -375,7 +391,8 @@ class HTTPCycle:
                 await self._send_error(500)
             self.keep_alive = False
         else:
-            log.error("ASGI app returned in the middle of a response (%s)", self._target())
+            if not self._disconnected:
+                log.error("ASGI app returned in the middle of a response (%s)", self._target())
             self.keep_alive = False
 
     async def _send_error(self, status: int, detail: str | None = None) -> None:
