@@ -20,6 +20,7 @@ from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconne
 from ..logging import log_http_access
 from ..protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, InvalidResponse
 from .files import send_file_range, send_path
+from .messages import header_list, message_type
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -42,13 +43,6 @@ _COMPLETE: Final = 4  # the whole response was produced
 
 _DISCONNECT: Final = "http.disconnect"
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
-
-
-def _header_list(headers: Any) -> list[tuple[bytes, bytes]]:
-    try:
-        return [(name, value) for name, value in headers]
-    except (TypeError, ValueError):
-        raise ASGIProtocolError("headers must be [name, value] pairs") from None
 
 
 class HTTPCycle:
@@ -200,26 +194,21 @@ class HTTPCycle:
     # -- send ----------------------------------------------------------------------------
 
     async def send(self, message: Message) -> None:
-        try:
-            message_type = message["type"]
-        except (KeyError, TypeError):
-            raise ASGIProtocolError(
-                f"ASGI message must be a dict with a 'type': {message!r}"
-            ) from None
-        if message_type == "http.response.body":
+        kind = message_type(message)
+        if kind == "http.response.body":
             await self._send_body(message)
-        elif message_type == "http.response.start":
+        elif kind == "http.response.start":
             self._start(message)
-        elif message_type == "http.response.trailers":
+        elif kind == "http.response.trailers":
             await self._send_trailers(message)
-        elif message_type == "http.response.pathsend":
+        elif kind == "http.response.pathsend":
             await send_path(self, message)
-        elif message_type == "http.response.zerocopysend":
+        elif kind == "http.response.zerocopysend":
             await send_file_range(self, message)
-        elif message_type == "http.response.early_hint" and self._conn.config.http_early_hints:
+        elif kind == "http.response.early_hint" and self._conn.config.http_early_hints:
             await self._send_early_hint(message)
         else:
-            raise ASGIProtocolError(f"unexpected ASGI message {message_type!r} in an HTTP cycle")
+            raise ASGIProtocolError(f"unexpected ASGI message {kind!r} in an HTTP cycle")
 
     def _start(self, message: Message) -> None:
         if self._response != _NOT_STARTED:
@@ -227,7 +216,7 @@ class HTTPCycle:
         status = message.get("status")
         if type(status) is not int:
             raise ASGIProtocolError(f"http.response.start needs an int 'status', got {status!r}")
-        self._head = _header_list(message.get("headers", ()))
+        self._head = header_list(message.get("headers", ()))
         self._status = status
         if status in _NO_BODY_STATUSES:
             self._no_body = True
@@ -288,7 +277,7 @@ class HTTPCycle:
                 "http.response.trailers needs 'trailers': True in http.response.start and "
                 "must follow the last http.response.body"
             )
-        self._trailers.extend(_header_list(message.get("headers", ())))
+        self._trailers.extend(header_list(message.get("headers", ())))
         if message.get("more_trailers", False):
             return
         trailers = self._trailers if self._may_send_trailers() else []

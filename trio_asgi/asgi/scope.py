@@ -44,15 +44,17 @@ def decode_path(raw_path: bytes) -> str:
     return text
 
 
-def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]) -> dict[str, Any]:
+def _scope(
+    kind: str, scheme: str, request: h11.Request, info: ConnectionInfo, state: dict[str, Any]
+) -> dict[str, Any]:
+    """The keys HTTP and WebSocket scopes share (ASGI spec 2.5, "Connection Scope")."""
     raw_path, query = split_target(request.target)
     root = info.root_path
     return {
-        "type": "http",
+        "type": kind,
         "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
         "http_version": request.http_version.decode("ascii"),
-        "method": request.method.decode("ascii"),
-        "scheme": "https" if info.secure else "http",
+        "scheme": scheme,
         "path": root + decode_path(raw_path),
         "raw_path": root.encode("utf-8") + raw_path if root else raw_path,
         "query_string": query,
@@ -61,28 +63,20 @@ def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]
         "client": info.client,
         "server": info.server,
         "state": state.copy(),
-        "extensions": {name: dict(value) for name, value in info.http_extensions.items()},
     }
+
+
+def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]) -> dict[str, Any]:
+    scope = _scope("http", "https" if info.secure else "http", request, info, state)
+    scope["method"] = request.method.decode("ascii")
+    scope["extensions"] = {name: dict(value) for name, value in info.http_extensions.items()}
+    return scope
 
 
 def websocket_scope(
     request: h11.Request, info: ConnectionInfo, state: dict[str, Any], subprotocols: list[str]
 ) -> dict[str, Any]:
-    raw_path, query = split_target(request.target)
-    root = info.root_path
-    return {
-        "type": "websocket",
-        "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
-        "http_version": request.http_version.decode("ascii"),
-        "scheme": "wss" if info.secure else "ws",
-        "path": root + decode_path(raw_path),
-        "raw_path": root.encode("utf-8") + raw_path if root else raw_path,
-        "query_string": query,
-        "root_path": root,
-        "headers": list(request.headers),
-        "client": info.client,
-        "server": info.server,
-        "subprotocols": subprotocols,
-        "state": state.copy(),
-        "extensions": {"websocket.http.response": {}},
-    }
+    scope = _scope("websocket", "wss" if info.secure else "ws", request, info, state)
+    scope["subprotocols"] = subprotocols
+    scope["extensions"] = {"websocket.http.response": {}}
+    return scope

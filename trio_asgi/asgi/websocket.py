@@ -39,6 +39,7 @@ from ..protocols.websocket import (
     accept_headers,
     closable_by_app,
 )
+from .messages import header_list, message_type
 from .scope import websocket_scope
 
 if TYPE_CHECKING:
@@ -218,24 +219,19 @@ class WebSocketSession:
     # -- ASGI send -----------------------------------------------------------------------
 
     async def send(self, message: Message) -> None:
-        try:
-            message_type = message["type"]
-        except (KeyError, TypeError):
-            raise ASGIProtocolError(
-                f"ASGI message must be a dict with a 'type': {message!r}"
-            ) from None
-        if message_type == "websocket.send":
+        kind = message_type(message)
+        if kind == "websocket.send":
             await self._send_message(message)
-        elif message_type == "websocket.accept":
+        elif kind == "websocket.accept":
             await self._accept(message)
-        elif message_type == "websocket.close":
+        elif kind == "websocket.close":
             await self._app_close(message)
-        elif message_type == "websocket.http.response.start":
+        elif kind == "websocket.http.response.start":
             self._start_denial(message)
-        elif message_type == "websocket.http.response.body":
+        elif kind == "websocket.http.response.body":
             await self._send_denial_body(message)
         else:
-            raise ASGIProtocolError(f"unexpected ASGI message {message_type!r} on a WebSocket")
+            raise ASGIProtocolError(f"unexpected ASGI message {kind!r} on a WebSocket")
 
     async def _send_message(self, message: Message) -> None:
         if self._state != _OPEN or self._closing:
@@ -277,11 +273,12 @@ class WebSocketSession:
             )
         try:
             extra = [
-                (bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())
+                (bytes(name).lower(), bytes(value))
+                for name, value in header_list(message.get("headers", ()))
             ]
-        except (TypeError, ValueError):
+        except TypeError:
             raise ASGIProtocolError(
-                "websocket.accept headers must be [name, value] pairs"
+                "websocket.accept header names and values must be bytes"
             ) from None
         if any(name == b"sec-websocket-protocol" for name, _ in extra):
             raise ASGIProtocolError("use 'subprotocol', not a sec-websocket-protocol header")
@@ -350,10 +347,7 @@ class WebSocketSession:
             raise ASGIProtocolError(
                 f"websocket.http.response.start needs an int status: {status!r}"
             )
-        try:
-            self._denial_head = [(name, value) for name, value in message.get("headers", ())]
-        except (TypeError, ValueError):
-            raise ASGIProtocolError("response headers must be [name, value] pairs") from None
+        self._denial_head = header_list(message.get("headers", ()))
         self._denial_status = status
         self._state = _RESPONDING
 
@@ -550,28 +544,23 @@ class WebSocketSession:
     async def _on_close_frame(self, event: CloseReceived) -> None:
         if self._state == _OPEN:
             # The peer started the closing handshake: echo its code, as RFC 6455 5.5.1 asks.
-            self._state = _CLOSED
-            self._inbox.end(event.code, event.reason)
-            ws = self._ws
-            assert ws is not None
-            conn = self._conn
-            try:
-                async with conn.writing:
-                    await conn.write(ws.close(event.code, event.reason))
-            except ClientDisconnected:
-                pass
+            await self._close_now(event.code, event.reason)
         # Otherwise the peer answered our close frame: the closing handshake is complete.
 
     async def _on_failure(self, event: ProtocolFailure) -> None:
         log.debug("WebSocket protocol error from %s: %s", self._conn.info.client, event.reason)
+        await self._close_now(event.code, event.reason[:60])
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        """Answer or fail from the reader: closed at once, the app told ``code``."""
         self._state = _CLOSED
-        self._inbox.end(event.code, event.reason)
+        self._inbox.end(code, reason)
         ws = self._ws
         assert ws is not None
         conn = self._conn
         try:
             async with conn.writing:
-                await conn.write(ws.close(event.code, event.reason[:60]))
+                await conn.write(ws.close(code, reason))
         except ClientDisconnected:
             pass
 
