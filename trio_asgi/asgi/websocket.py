@@ -246,10 +246,15 @@ class WebSocketSession:
         ws = self._ws
         assert ws is not None
         conn = self._conn
-        async with conn.writing:
+        lock = conn.writing
+        if not lock.try_acquire():
+            await lock.acquire()
+        try:
             if self._state != _OPEN:  # closed while we waited for the lock
                 raise ClientDisconnected("WebSocket closed")
             await conn.write(ws.send(payload))
+        finally:
+            lock.release()
 
     def _not_open(self, what: str) -> None:
         if self._state == _CONNECTING:

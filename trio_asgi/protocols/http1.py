@@ -89,20 +89,6 @@ def _check_head(buffered: bytes, max_size: int) -> None:
         raise BadRequest(400, "bare LF in request head")
 
 
-def _check_framing(request: h11.Request) -> None:
-    """h11 lets Transfer-Encoding win over a Content-Length sent alongside it (RFC 9112 6.3);
-    a front proxy may pick the other one. RFC 9112 6.1 allows refusing such a request, and
-    with request smuggling in mind we do."""
-    has_length = has_encoding = False
-    for name, _ in request.headers:
-        if name == b"content-length":
-            has_length = True
-        elif name == b"transfer-encoding":
-            has_encoding = True
-    if has_length and has_encoding:
-        raise BadRequest(400, "both Content-Length and Transfer-Encoding")
-
-
 def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"")
 
@@ -110,7 +96,15 @@ def reason_phrase(status: int) -> bytes:
 class HTTP1Protocol:
     """One HTTP/1.1 server connection: request parsing and response serialization."""
 
-    __slots__ = ("_conn", "_continue_pending", "_date_header", "_max_head_size", "_server_header")
+    __slots__ = (
+        "_conn",
+        "_continue_pending",
+        "_date_header",
+        "_max_head_size",
+        "_server_header",
+        "content_length",
+        "websocket_upgrade",
+    )
 
     def __init__(
         self, *, max_head_size: int, server_header: bool = True, date_header: bool = True
@@ -120,6 +114,8 @@ class HTTP1Protocol:
         self._server_header = server_header
         self._date_header = date_header
         self._continue_pending = False  # request said Expect: 100-continue, none sent yet
+        self.content_length: int | None = None  # of the current request, if it gave one
+        self.websocket_upgrade = False  # the current request asks for WebSocket
 
     # -- input -----------------------------------------------------------------------------
 
@@ -137,11 +133,33 @@ class HTTP1Protocol:
         except h11.RemoteProtocolError as exc:
             raise BadRequest(exc.error_status_hint, str(exc), public=False) from None
         if type(event) is h11.Request:
-            _check_framing(event)
+            self._inspect(event)
             # h11 forgets this once any response is sent; we need it later to know whether
             # the client will ever send the body.
             self._continue_pending = conn.they_are_waiting_for_100_continue
         return event
+
+    def _inspect(self, request: h11.Request) -> None:
+        """One pass over the request headers for everything the server decides from them.
+
+        h11 lets Transfer-Encoding win over a Content-Length sent alongside it (RFC 9112
+        6.3); a front proxy may pick the other one. RFC 9112 6.1 allows refusing such a
+        request, and with request smuggling in mind we do.
+        """
+        length: int | None = None
+        encoded = False
+        upgrade = False
+        for name, value in request.headers:
+            if name == b"content-length":
+                length = int(value.split(b",", 1)[0])  # h11 checked it: digits, equal copies
+            elif name == b"transfer-encoding":
+                encoded = True
+            elif name == b"upgrade" and b"websocket" in value.lower():
+                upgrade = True
+        if encoded and length is not None:
+            raise BadRequest(400, "both Content-Length and Transfer-Encoding")
+        self.content_length = length
+        self.websocket_upgrade = upgrade
 
     @property
     def client_waiting_for_100_continue(self) -> bool:
@@ -162,6 +180,18 @@ class HTTP1Protocol:
             and conn.their_state is h11.SEND_BODY
             and not self._continue_pending
         )
+
+    def finish_body_in_buffer(self) -> bool:
+        """Consume what is left of the request body if it is already buffered (a GET's
+        end of message, a small body): True if the request is now complete."""
+        try:
+            while self._conn.their_state is h11.SEND_BODY:
+                event = self._conn.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    return False
+        except h11.RemoteProtocolError:
+            return False
+        return self.request_complete
 
     @property
     def response_in_progress(self) -> bool:

@@ -12,17 +12,8 @@ import binascii
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import (
-    BytesMessage,
-    CloseConnection,
-    Message,
-    Ping,
-    Pong,
-    TextMessage,
-)
 from wsproto.extensions import Extension
-from wsproto.frame_protocol import CloseReason
+from wsproto.frame_protocol import CloseReason, Frame, FrameProtocol, Opcode, ParseFailed
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
 
@@ -197,8 +188,20 @@ Event = str | bytes | PingReceived | PongReceived | CloseReceived | ProtocolFail
 CONNECTION_LOST: Final = ConnectionLost()
 
 
+# Closing handshake states (RFC 6455 7): who has sent a close frame so far.
+_OPEN: Final = 0
+_LOCAL_CLOSING: Final = 1  # we sent close, waiting for the peer's
+_REMOTE_CLOSING: Final = 2  # the peer sent close, we still have to answer
+_CLOSED: Final = 3
+
+
 class WebSocketProtocol:
     """An accepted WebSocket connection: frames in, whole messages out; messages in, frames out.
+
+    Built on wsproto's ``FrameProtocol`` (framing, masking, UTF-8 checks, extensions), the
+    layer under its ``Connection``: the closing handshake is tracked here instead, which
+    skips an event object and a state check per frame — about a tenth of the server's own
+    cost per echoed small message (30k of ~230k instructions, measured with callgrind).
 
     Data messages come out of ``next_event`` as plain ``str``/``bytes``, reassembled from
     fragments, after the size check. Events are produced lazily, one per call, so a caller
@@ -206,7 +209,7 @@ class WebSocketProtocol:
     wsproto's buffer (bounded by what the caller chose to read).
     """
 
-    __slots__ = ("_conn", "_eof", "_events", "_failed", "_max_size", "_parts", "_size")
+    __slots__ = ("_eof", "_failed", "_frames", "_max_size", "_parts", "_proto", "_size", "_state")
 
     def __init__(
         self,
@@ -215,74 +218,66 @@ class WebSocketProtocol:
         extensions: list[Extension] | None = None,
         trailing_data: bytes = b"",
     ) -> None:
-        self._conn = Connection(ConnectionType.SERVER, extensions or [], trailing_data)
+        self._proto = FrameProtocol(client=False, extensions=extensions or [])
         self._max_size = max_message_size
-        self._events: Iterator[object] | None = None
+        self._frames: Iterator[Frame] | None = None
         self._parts: list[str | bytes] = []
         self._size = 0
         self._eof = False
         self._failed = False
-
-    @property
-    def closing_handshake_started(self) -> bool:
-        """We sent a close frame (or the connection is otherwise done sending)."""
-        return self._conn.state is not ConnectionState.OPEN or self._failed
+        self._state = _OPEN
+        if trailing_data:
+            self._proto.receive_bytes(trailing_data)
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the peer; ``b""`` means the transport reached end-of-file."""
         if not data:
             self._eof = True
-        elif not self._failed and self._conn.state in (
-            ConnectionState.OPEN,
-            ConnectionState.LOCAL_CLOSING,
-        ):
-            self._conn.receive_data(data)
+        elif not self._failed and (self._state == _OPEN or self._state == _LOCAL_CLOSING):
+            self._proto.receive_bytes(data)
 
     def next_event(self) -> Event | None:
         """The next event, or ``None`` when more bytes are needed."""
-        while not self._failed:
-            if self._events is None:
-                self._events = self._conn.events()
-            event = next(self._events, None)  # type: ignore[call-overload]
-            if event is None:
-                self._events = None
-                break
-            cls = type(event)
-            if cls is TextMessage or cls is BytesMessage:
-                assert isinstance(event, Message)
-                message = self._assemble(event)
-                if message is not None:
-                    return message
-            elif cls is Ping:
-                assert isinstance(event, Ping)
-                return PingReceived(bytes(event.payload))
-            elif cls is Pong:
-                assert isinstance(event, Pong)
-                return PongReceived(bytes(event.payload))
-            elif cls is CloseConnection:
-                assert isinstance(event, CloseConnection)
-                if self._conn.state in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED):
-                    return CloseReceived(int(event.code), event.reason or "")
-                # wsproto reports parse errors as a CloseConnection while still OPEN.
-                code = int(event.code)
-                if code == MESSAGE_TOO_BIG:  # from the inflater's limit
-                    return self._fail(code, f"message larger than {self._max_size} bytes")
-                return self._fail(code, event.reason or "")
-        if self._eof:
-            return CONNECTION_LOST
-        return None
+        if self._failed:
+            return CONNECTION_LOST if self._eof else None
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = self._proto.received_frames()
+        try:
+            for frame in frames:
+                opcode = frame.opcode
+                if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                    message = self._assemble(frame)
+                    if message is not None:
+                        return message
+                elif opcode is Opcode.PING:
+                    return PingReceived(bytes(frame.payload))  # type: ignore[arg-type]
+                elif opcode is Opcode.PONG:
+                    return PongReceived(bytes(frame.payload))  # type: ignore[arg-type]
+                elif opcode is Opcode.CLOSE:
+                    code, reason = frame.payload  # type: ignore[misc]
+                    self._state = _CLOSED if self._state == _LOCAL_CLOSING else _REMOTE_CLOSING
+                    self._frames = None
+                    return CloseReceived(int(code), reason or "")
+        except ParseFailed as exc:
+            code = int(exc.code)
+            if code == MESSAGE_TOO_BIG:  # from the inflater's limit
+                return self._fail(code, f"message larger than {self._max_size} bytes")
+            return self._fail(code, str(exc))
+        self._frames = None
+        return CONNECTION_LOST if self._eof else None
 
-    def _assemble(self, event: Message) -> str | bytes | None:
-        data = event.data
+    def _assemble(self, frame: Frame) -> str | bytes | None:
+        data = frame.payload
         if isinstance(data, str):
             self._size += len(data) if data.isascii() else len(data.encode("utf-8"))
         else:
-            data = bytes(data)
+            data = bytes(data)  # type: ignore[arg-type]
             self._size += len(data)
         if self._size > self._max_size:
             self._parts.clear()
             return self._fail(MESSAGE_TOO_BIG, f"message larger than {self._max_size} bytes")
-        if not event.message_finished:
+        if not frame.message_finished:
             self._parts.append(data)
             return None
         parts = self._parts
@@ -295,38 +290,37 @@ class WebSocketProtocol:
 
     def _fail(self, code: int, reason: str) -> ProtocolFailure:
         self._failed = True
-        self._events = None
+        self._frames = None
         return ProtocolFailure(code, reason)
 
     # -- output ----------------------------------------------------------------------------
 
     @property
     def can_send(self) -> bool:
-        return self._conn.state is ConnectionState.OPEN and not self._failed
+        return self._state == _OPEN and not self._failed
 
-    def send(self, data: str | bytes) -> bytes:
+    def send(self, data: str | bytes | bytearray) -> bytes | bytearray:
         """One whole message as a single frame."""
-        if isinstance(data, str):
-            return self._conn.send(TextMessage(data=data))
-        return self._conn.send(BytesMessage(data=data))
+        return self._proto.send_data(data, True)
 
-    def ping(self, payload: bytes = b"") -> bytes:
-        return self._conn.send(Ping(payload=payload))
+    def ping(self, payload: bytes = b"") -> bytes | bytearray:
+        return self._proto.ping(payload)
 
-    def pong(self, payload: bytes) -> bytes:
-        return self._conn.send(Pong(payload=payload))
+    def pong(self, payload: bytes) -> bytes | bytearray:
+        return self._proto.pong(payload)
 
-    def close(self, code: int, reason: str = "") -> bytes:
+    def close(self, code: int, reason: str = "") -> bytes | bytearray:
         """Our close frame: starting the closing handshake, answering it, or failing.
 
         1005 (the peer's frame had no code) is echoed as a close frame without a code; the
         other local-only codes never reach the wire (wsproto would turn them into 1000).
         """
-        state = self._conn.state
-        if state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+        state = self._state
+        if state != _OPEN and state != _REMOTE_CLOSING:
             return b""
+        self._state = _CLOSED if state == _REMOTE_CLOSING else _LOCAL_CLOSING
         if code == NO_STATUS:
-            return self._conn.send(CloseConnection(code=CloseReason.NO_STATUS_RCVD))
+            return self._proto.close(CloseReason.NO_STATUS_RCVD)
         if not closable_by_app(code):
             code = INTERNAL_ERROR
-        return self._conn.send(CloseConnection(code=code, reason=reason or None))
+        return self._proto.close(code, reason or None)
