@@ -42,6 +42,7 @@ _TRAILERS: Final = 3  # body ended, trailers still to come from the app
 _COMPLETE: Final = 4  # the whole response was produced
 
 _DISCONNECT: Final = "http.disconnect"
+_BYTES: Final = (bytes, bytearray, memoryview)  # a tuple: `a | b` would build a union per call
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 
@@ -256,7 +257,7 @@ class HTTPCycle:
     async def _send_body(self, message: Message) -> None:
         self.check_body_allowed("http.response.body")
         body = message.get("body", b"")
-        if not isinstance(body, bytes | bytearray | memoryview):
+        if not isinstance(body, _BYTES):
             raise ASGIProtocolError(f"response body must be bytes, got {type(body).__name__}")
         proto = self._proto
         try:

@@ -50,6 +50,8 @@ log = logging.getLogger("trio_asgi.error")
 # After we send a close frame the peer has this long to answer before we drop the TCP link.
 CLOSE_HANDSHAKE_TIMEOUT: Final = 5.0
 
+_PAYLOAD_TYPES: Final = (str, bytes, bytearray)  # a tuple: `a | b` builds a union per call
+
 # Session states.
 _CONNECTING: Final = 0  # handshake received, app has not decided
 _RESPONDING: Final = 1  # app is sending a denial response (websocket.http.response.*)
@@ -61,7 +63,8 @@ class _Inbox:
     """Whole messages waiting for the app, then the end of the session.
 
     Bounded by the reader (it stops parsing when ``full``), so this never holds more than
-    ``ws_max_queue`` messages.
+    ``ws_max_queue`` messages. Waiting tasks sit in plain deques and are rescheduled
+    directly: a ParkingLot's bookkeeping cost more per message than the rest of this class.
     """
 
     __slots__ = ("_getters", "_items", "_limit", "_space", "ended")
@@ -69,8 +72,8 @@ class _Inbox:
     def __init__(self, limit: int) -> None:
         self._items: deque[str | bytes] = deque()
         self._limit = limit
-        self._getters = trio.lowlevel.ParkingLot()
-        self._space = trio.lowlevel.ParkingLot()
+        self._getters: deque[trio.lowlevel.Task] = deque()
+        self._space: deque[trio.lowlevel.Task] = deque()
         self.ended: tuple[int, str] | None = None
 
     @property
@@ -80,28 +83,41 @@ class _Inbox:
     def put(self, item: str | bytes) -> None:
         self._items.append(item)
         if self._getters:
-            self._getters.unpark()
+            trio.lowlevel.reschedule(self._getters.popleft())
 
     def end(self, code: int, reason: str) -> None:
         if self.ended is None:
             self.ended = (code, reason)
-        self._getters.unpark_all()
-        self._space.unpark_all()
+        for waiters in (self._getters, self._space):
+            while waiters:
+                trio.lowlevel.reschedule(waiters.popleft())
 
     async def get(self) -> str | bytes | tuple[int, str]:
         while not self._items:
             if self.ended is not None:
                 await trio.lowlevel.checkpoint()
                 return self.ended
-            await self._getters.park()
+            await _wait_in(self._getters)
         item = self._items.popleft()
         if self._space:
-            self._space.unpark()
+            trio.lowlevel.reschedule(self._space.popleft())
         return item
 
     async def wait_for_space(self) -> None:
         while self.full and self.ended is None:
-            await self._space.park()
+            await _wait_in(self._space)
+
+
+async def _wait_in(waiters: deque[trio.lowlevel.Task]) -> None:
+    """Sleep in ``waiters`` until rescheduled (or cancelled: then leave the queue)."""
+    task = trio.lowlevel.current_task()
+    waiters.append(task)
+
+    def abort(_: object) -> trio.lowlevel.Abort:
+        waiters.remove(task)
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 class WebSocketSession:
@@ -241,7 +257,7 @@ class WebSocketSession:
         if (data is None) == (text is None):
             raise ASGIProtocolError("websocket.send needs exactly one of 'bytes' and 'text'")
         payload = data if text is None else text
-        if not isinstance(payload, str | bytes | bytearray):
+        if not isinstance(payload, _PAYLOAD_TYPES):
             raise ASGIProtocolError(f"websocket.send payload of type {type(payload).__name__}")
         ws = self._ws
         assert ws is not None
