@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
 
 import h11
+
+if TYPE_CHECKING:
+    from ..tls import TLSDetails
 
 ASGI_VERSION: Final = "3.0"
 SPEC_VERSION: Final = "2.5"
@@ -24,6 +27,7 @@ class ConnectionInfo:
     secure: bool = False
     root_path: str = ""
     http_extensions: dict[str, dict[object, object]] = field(default_factory=dict)
+    tls: TLSDetails | None = None  # TLS connections only: the ASGI "tls" extension
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -47,6 +51,9 @@ def decode_path(raw_path: bytes) -> str:
 def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]) -> dict[str, Any]:
     raw_path, query = split_target(request.target)
     root = info.root_path
+    extensions = {name: dict(value) for name, value in info.http_extensions.items()}
+    if info.tls is not None:
+        extensions["tls"] = info.tls.scope_extension()
     return {
         "type": "http",
         "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
@@ -61,7 +68,7 @@ def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]
         "client": info.client,
         "server": info.server,
         "state": state.copy(),
-        "extensions": {name: dict(value) for name, value in info.http_extensions.items()},
+        "extensions": extensions,
     }
 
 
@@ -70,6 +77,9 @@ def websocket_scope(
 ) -> dict[str, Any]:
     raw_path, query = split_target(request.target)
     root = info.root_path
+    extensions: dict[str, dict[object, object]] = {"websocket.http.response": {}}
+    if info.tls is not None:
+        extensions["tls"] = info.tls.scope_extension()
     return {
         "type": "websocket",
         "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
@@ -84,5 +94,5 @@ def websocket_scope(
         "server": info.server,
         "subprotocols": subprotocols,
         "state": state.copy(),
-        "extensions": {"websocket.http.response": {}},
+        "extensions": extensions,
     }
