@@ -93,14 +93,17 @@ def load_server_tls(config: Config) -> ServerTLS | None:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # Client-initiated renegotiation lets one client make us do handshake work on demand.
     context.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
+    where = f"certfile {certfile!r}" + (f" / keyfile {config.keyfile!r}" if config.keyfile else "")
     try:
-        context.load_cert_chain(certfile, config.keyfile, config.keyfile_password)
-    except (OSError, ssl.SSLError) as exc:
+        # Without a password, a callable that refuses: OpenSSL would otherwise prompt for
+        # one on the terminal and block the server's start.
+        context.load_cert_chain(certfile, config.keyfile, config.keyfile_password or _no_password)
+    except _PasswordNeeded:
         raise ConfigError(
-            f"cannot load certfile {certfile!r}"
-            + (f" / keyfile {config.keyfile!r}" if config.keyfile else "")
-            + f": {_describe_load_error(exc)}"
+            f"cannot load {where}: the key is encrypted; give keyfile_password"
         ) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load {where}: {_describe_load_error(exc)}") from None
     if config.ca_certs is not None:
         try:
             context.load_verify_locations(cafile=config.ca_certs)
@@ -128,12 +131,19 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
+class _PasswordNeeded(Exception):
+    pass
+
+
+def _no_password() -> str:
+    raise _PasswordNeeded
+
+
 def _describe_load_error(exc: BaseException) -> str:
-    reason = _reason(exc)
-    # OpenSSL reports a wrong password (or a key that needs one) as a PEM library failure.
-    if isinstance(exc, ssl.SSLError) and reason in ("PEM_LIB", "BAD_DECRYPT"):
-        return f"{reason} (a wrong keyfile_password, or a malformed PEM file?)"
-    return reason
+    # OpenSSL reports a wrong password and a file that is no PEM alike, as "PEM lib".
+    if isinstance(exc, ssl.SSLError) and "PEM lib" in str(exc):
+        return "cannot read the PEM data (wrong keyfile_password, or not a PEM file?)"
+    return _reason(exc)
 
 
 def _first_certificate(path: str) -> str | None:
@@ -184,11 +194,11 @@ async def handshake(stream: trio.SSLStream[Any], seconds: float, peer: object) -
 
 def _handshake_error(exc: BaseException) -> str:
     cause = exc.__cause__
+    if isinstance(cause, ssl.SSLEOFError) or cause is None:
+        return "the client closed the connection"
     if isinstance(cause, ssl.SSLError):
         return cause.reason or cause.strerror or str(cause)
-    if cause is not None:
-        return str(cause) or type(cause).__name__
-    return "connection closed"
+    return str(cause) or type(cause).__name__
 
 
 async def _answer_plain_http(transport: trio.abc.Stream) -> None:
