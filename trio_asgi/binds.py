@@ -62,6 +62,12 @@ def parse_bind(text: str, *, tls: bool = False) -> Bind:
         return Bind("fd", fd=int(number), tls=tls)
     if text == "systemd":
         return Bind("systemd", tls=tls)
+    if "://" in text:
+        raise _malformed(
+            text,
+            "a bind is an address, not a URL (--certfile makes binds TLS; --insecure-bind "
+            "adds plain ones)",
+        )
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep or not rest.startswith(":") or not host:
