@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,17 @@ def test_help_lists_the_bind_forms_and_tls_group(capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "TLS:" in out and "--bind ADDRESS" in out and "unix:PATH" in out
     assert "--ssl-context" not in out
+
+
+def test_a_bind_that_fails_at_start_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = tmp_path / "not-a-socket"
+    blocked.write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["examples.echo:app", "--bind", f"unix:{blocked}", "--log-level", "critical"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"trio-asgi: error: cannot serve on unix:{blocked}: the path exists and is not a socket\n"
+    )
