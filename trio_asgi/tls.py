@@ -232,7 +232,7 @@ class TLSDetails:
     tls_version: int | None
     cipher_suite: int | None
 
-    def scope_extension(self) -> dict[str, Any]:
+    def scope_extension(self) -> dict[object, object]:
         """A fresh dict for one scope (the app may change it)."""
         return {
             "server_cert": self.server_cert,
