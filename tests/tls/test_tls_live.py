@@ -90,3 +90,28 @@ async def test_plain_and_tls_binds_in_one_server(tls: TLSFiles) -> None:
     scheme, ext = ast.literal_eval(secure.text)
     assert scheme == "https" and ext["tls_version"] in (0x0303, 0x0304)
     assert ast.literal_eval(plain.text) == ("http", None)
+
+
+async def test_file_responses_go_through_tls_not_sendfile(
+    tls: TLSFiles, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    def no_sendfile(*args: Any) -> int:
+        raise AssertionError("sendfile would bypass TLS")
+
+    monkeypatch.setattr(os, "sendfile", no_sendfile)
+    path = tmp_path / "big.bin"
+    content = os.urandom(700_000)
+    path.write_bytes(content)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = [(b"content-length", str(len(content)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.pathsend", "path": str(path)})
+
+    async with serve_in_background(app, lifespan="off", **tls.config) as server:
+        async with httpx.AsyncClient(verify=tls.client_context()) as client:
+            response = await client.get(server.url + "/")
+    assert response.content == content
