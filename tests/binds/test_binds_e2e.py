@@ -21,8 +21,6 @@ import trio
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from .test_listeners import sock_dir  # noqa: F401  (a fixture)
-
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +110,7 @@ os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
 """
 
 
-async def test_systemd_socket_activation(sock_dir: Path) -> None:  # noqa: F811
+async def test_systemd_socket_activation(sock_dir: Path) -> None:
     path = sock_dir / "activated.sock"
     with socket.socket() as tcp, socket.socket(socket.AF_UNIX) as unix:
         tcp.bind(("127.0.0.1", 0))
@@ -148,7 +146,7 @@ async def test_systemd_bind_without_activation_exits_1() -> None:
     )
 
 
-async def test_unix_socket_from_the_command_line(sock_dir: Path) -> None:  # noqa: F811
+async def test_unix_socket_from_the_command_line(sock_dir: Path) -> None:
     path = sock_dir / "cli.sock"
     async with run_server(trio_asgi("--uds", str(path), "--uds-permissions", "600")) as running:
         assert running.listening == [f"unix:{path}"]

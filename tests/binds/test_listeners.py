@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import socket
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +26,6 @@ async def addresses_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     body = json.dumps({"server": scope["server"], "client": scope["client"]}).encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    """A short directory: unix socket paths are limited to about 100 bytes."""
-    path = Path(tempfile.mkdtemp(prefix="ta-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def get_over_unix(path: Path) -> dict[str, Any]:
