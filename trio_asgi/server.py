@@ -159,9 +159,10 @@ class Server:
             if not await self._handshake(stream, addresses[0]):
                 await trio.aclose_forcefully(stream)
                 return
-            # None too for listeners a caller wrapped with a context of its own.
-            ours = self.tls is not None and stream.context is self.tls.context
-            tls = tls_details(stream, self.tls.server_cert if ours else None)  # type: ignore[union-attr]
+            server_cert = None  # unknown for listeners a caller wrapped with its own context
+            if self.tls is not None and stream.context is self.tls.context:
+                server_cert = self.tls.server_cert
+            tls = tls_details(stream, server_cert)
         info = ConnectionInfo(
             client=addresses[0],
             server=addresses[1],
