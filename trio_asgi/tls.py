@@ -263,7 +263,7 @@ def tls_details(stream: trio.SSLStream[Any], server_cert: str | None) -> TLSDeta
 
 def _sent_chain(stream: trio.SSLStream[Any], leaf: bytes) -> list[bytes]:
     """The certificates the client sent, its own first (DER)."""
-    if sys.version_info >= (3, 13):  # pragma: no cover - tested through a stand-in
+    if sys.version_info >= (3, 13):  # pragma: no cover - 3.13+; chain_with_leaf is tested
         ssl_object = getattr(stream, "_ssl_object", None)
         get_chain = getattr(ssl_object, "get_unverified_chain", None)
         if get_chain is not None:

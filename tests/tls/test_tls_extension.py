@@ -198,20 +198,24 @@ async def test_tls_1_1_is_refused(tls: TLSFiles, caplog: pytest.LogCaptureFixtur
         context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer it at all
         return context
 
-    async with tls_server(**tls.config) as server:
-        lines = await refused(server, tls_1_1_client(), caplog)
-    assert lines and "UNSUPPORTED_PROTOCOL" in lines[0]
-
-    # The same client is served by a server that allows TLS 1.1: the refusal was ours.
+    # First, a server that allows TLS 1.1 serves this client: so the refusal below is ours
+    # (and the extension numbers TLS 1.1 right).
     permissive = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     permissive.minimum_version = ssl.TLSVersion.TLSv1_1
     permissive.set_ciphers("DEFAULT:@SECLEVEL=0")
     tls.server.configure_cert(permissive)
     async with tls_server(ssl_context=permissive) as server:
-        _, body = await server.get(tls_1_1_client())
+        try:
+            _, body = await server.get(tls_1_1_client())
+        except trio.BrokenResourceError:
+            pytest.skip("this OpenSSL cannot speak TLS 1.1 at all")
     _, ext = described(body)
     assert ext is not None and ext["tls_version"] == 0x0302
     assert ext["server_cert"] is None  # Python cannot read a given context's certificate
+
+    async with tls_server(**tls.config) as server:
+        lines = await refused(server, tls_1_1_client(), caplog)
+    assert lines and "UNSUPPORTED_PROTOCOL" in lines[0]
 
 
 async def test_alpn_selects_http_1_1(tls: TLSFiles) -> None:
