@@ -95,10 +95,11 @@ class Config:
     # -- where to listen ------------------------------------------------------------------
     host: str = setting(
         "127.0.0.1",
-        "Interface to bind. Loopback by default so nothing is exposed by accident.",
+        "Interface to bind (unless --bind, --uds or --fd is given). Loopback by default so "
+        "nothing is exposed by accident.",
         group="binding",
     )
-    port: int = setting(8000, "Port to bind; 0 picks a free port.", group="binding")
+    port: int = setting(8000, "Port to bind with --host; 0 picks a free port.", group="binding")
     backlog: int = setting(
         2048,
         "Listen backlog: connections the kernel holds while we are busy accepting.",
@@ -136,7 +137,8 @@ class Config:
     )
     uds_permissions: int | None = setting(
         None,
-        "Permissions of the unix sockets we create, in octal (e.g. 660); none: the umask's.",
+        "Permissions of the unix sockets we create, in octal (e.g. 660); by default the "
+        "umask decides.",
         group="binding",
         metavar="MODE",
         parse=parse_octal,
@@ -181,7 +183,7 @@ class Config:
     ciphers: str | None = setting(
         None,
         "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not configurable in Python); "
-        "none: Python's secure default.",
+        "by default Python's secure list.",
         group="tls",
         metavar="CIPHERS",
         parse=str,
