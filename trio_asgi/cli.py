@@ -18,7 +18,7 @@ import trio
 from ._version import __version__
 from .app_loader import load_app
 from .config import Config
-from .errors import AppLoadError, ConfigError, StartupFailed
+from .errors import AppLoadError, BindError, ConfigError, StartupFailed
 from .logging import configure_logging, error_logger
 from .server import Server
 
@@ -30,6 +30,7 @@ EXIT_STARTUP_FAILED = 3
 
 _GROUP_TITLES = {
     "binding": "where to listen",
+    "tls": "TLS",
     "application": "application",
     "logging": "logging",
     "http": "HTTP",
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(Config):
         meta = f.metadata
+        if not meta.get("cli", True):
+            continue
         group_name = meta["group"]
         if group_name not in groups:
             groups[group_name] = parser.add_argument_group(
@@ -79,11 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
                 _flag(f.name), action=argparse.BooleanOptionalAction, help=help_text, **kwargs
             )
             continue
+        if isinstance(default, tuple):  # repeatable: --bind A --bind B
+            kwargs["action"] = "append"
         if meta["choices"]:
             kwargs["choices"] = meta["choices"]
         else:
             metavar = meta["metavar"] or f.name.upper()
-            kwargs["type"] = _named(meta["parse"], metavar) if meta["parse"] else type(default)
+            parse = meta["parse"] or (str if isinstance(default, tuple) else type(default))
+            kwargs["type"] = _named(parse, metavar) if meta["parse"] else parse
             kwargs["metavar"] = metavar
         group.add_argument(_flag(f.name), help=help_text, **kwargs)
     return parser
@@ -107,7 +113,7 @@ def _show(value: Any, switch: bool = True) -> str:
         return "on" if value else "off"
     if value == "":
         return '""'
-    if value is None:
+    if value is None or value == ():
         return "none"
     return str(value)
 
@@ -128,13 +134,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
     configure_logging(config.log_level, access_log=config.access_log)
     try:
         app = load_app(target, factory=config.factory, app_dir=config.app_dir)
-        server = Server(app, config)  # adapting the app checks --interface against it
-    except AppLoadError as exc:
+        server = Server(app, config)  # checks --interface against the app, loads TLS files
+    except (AppLoadError, ConfigError) as exc:
         fail(str(exc), EXIT_USAGE)
     try:
         trio.run(functools.partial(server.serve, handle_signals=True))
     except StartupFailed as exc:
         fail(f"application startup failed: {exc}", EXIT_STARTUP_FAILED)
+    except BindError as exc:
+        fail(str(exc), EXIT_FAILED)
     except OSError as exc:
         fail(f"cannot serve on {config.host}:{config.port}: {exc.strerror or exc}", EXIT_FAILED)
     except KeyboardInterrupt:  # Ctrl-C before the signal handler was installed

@@ -7,16 +7,19 @@ on the command line without existing in ``Config`` (and vice versa).
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .binds import Bind, parse_bind
 from .errors import ConfigError
 
 Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
 ConcurrencyMode = Literal["backlog", "503"]
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+CertReqs = Literal["none", "optional", "required"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -31,15 +34,20 @@ def setting(
     metavar: str | None = None,
     parse: Callable[[str], Any] | None = None,
     switch: bool = True,
+    cli: bool = True,
+    repr: bool = True,
 ) -> Any:
     """A dataclass field that also describes its command-line option (flag = field name).
 
     Booleans become ``--name/--no-name`` switches, unless ``switch=False`` (then the flag
-    takes ``true``/``false``, where Uvicorn spells it that way).
+    takes ``true``/``false``, where Uvicorn spells it that way). Tuples become repeatable
+    options. ``cli=False`` marks the few settings only Python can give (objects, not text).
     """
     return field(
         default=default,
+        repr=repr,
         metadata={
+            "cli": cli,
             "help": help,
             "group": group,
             "choices": choices,
@@ -65,6 +73,11 @@ def parse_optional_count(text: str) -> int | None:
     return int(text)
 
 
+def parse_octal(text: str) -> int:
+    """File permissions in octal, as chmod takes them (``660``, ``0o660``)."""
+    return int(text.removeprefix("0o"), 8)
+
+
 def parse_bool(text: str) -> bool:
     """``true``/``false`` (and the usual spellings), for options that take a value."""
     lowered = text.strip().lower()
@@ -82,14 +95,112 @@ class Config:
     # -- where to listen ------------------------------------------------------------------
     host: str = setting(
         "127.0.0.1",
-        "Interface to bind. Loopback by default so nothing is exposed by accident.",
+        "Interface to bind (unless --bind, --uds or --fd is given). Loopback by default so "
+        "nothing is exposed by accident.",
         group="binding",
     )
-    port: int = setting(8000, "Port to bind; 0 picks a free port.", group="binding")
+    port: int = setting(8000, "Port to bind with --host; 0 picks a free port.", group="binding")
     backlog: int = setting(
         2048,
         "Listen backlog: connections the kernel holds while we are busy accepting.",
         group="binding",
+    )
+    # -- binds and TLS (README: "Binding", "TLS") --------------------------------------------
+    bind: tuple[str, ...] = setting(
+        (),
+        "Address to listen on; repeat it for several: HOST:PORT, [IPV6]:PORT, unix:PATH, "
+        "fd://N (an inherited socket) or systemd (socket activation). Replaces --host and "
+        "--port. With --certfile these binds speak TLS.",
+        group="binding",
+        metavar="ADDRESS",
+    )
+    insecure_bind: tuple[str, ...] = setting(
+        (),
+        "Plain-HTTP address to listen on next to the TLS ones (forms as --bind; repeatable). "
+        "Needs --certfile: without TLS every bind is plain anyway.",
+        group="binding",
+        metavar="ADDRESS",
+    )
+    uds: str | None = setting(
+        None,
+        "Unix socket to listen on: a shortcut for --bind unix:PATH.",
+        group="binding",
+        metavar="PATH",
+        parse=str,
+    )
+    fd: int | None = setting(
+        None,
+        "Inherited listening socket: a shortcut for --bind fd://N.",
+        group="binding",
+        metavar="N",
+        parse=int,
+    )
+    uds_permissions: int | None = setting(
+        None,
+        "Permissions of the unix sockets we create, in octal (e.g. 660); by default the "
+        "umask decides.",
+        group="binding",
+        metavar="MODE",
+        parse=parse_octal,
+    )
+    certfile: str | None = setting(
+        None,
+        "PEM certificate (chain) to serve TLS with; turns TLS on for --bind/--host/--port.",
+        group="tls",
+        metavar="PATH",
+        parse=str,
+    )
+    keyfile: str | None = setting(
+        None,
+        "PEM private key, if it is not in the certfile.",
+        group="tls",
+        metavar="PATH",
+        parse=str,
+    )
+    keyfile_password: str | None = setting(
+        None,
+        "Password of an encrypted private key (visible to other local users in the process "
+        "list: prefer an unencrypted key readable only by the server's user).",
+        group="tls",
+        metavar="PASSWORD",
+        parse=str,
+        repr=False,
+    )
+    ca_certs: str | None = setting(
+        None,
+        "PEM file of the CAs that client certificates must chain to (mutual TLS).",
+        group="tls",
+        metavar="PATH",
+        parse=str,
+    )
+    cert_reqs: CertReqs = setting(
+        "none",
+        "Client certificates (mutual TLS, needs --ca-certs): 'none' does not ask for one, "
+        "'optional' verifies one if sent, 'required' refuses clients without a valid one.",
+        group="tls",
+        choices=("none", "optional", "required"),
+    )
+    ciphers: str | None = setting(
+        None,
+        "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are not configurable in Python); "
+        "by default Python's secure list.",
+        group="tls",
+        metavar="CIPHERS",
+        parse=str,
+    )
+    timeout_tls_handshake: float = setting(
+        10.0,
+        "Seconds a new client has to complete the TLS handshake before it is dropped.",
+        group="tls",
+        metavar="SECONDS",
+    )
+    ssl_context: ssl.SSLContext | None = setting(
+        None,
+        "A ready server-side SSLContext (from Python only), instead of --certfile and the "
+        "other TLS options; used as it is (ALPN, versions and ciphers are its own).",
+        group="tls",
+        cli=False,
+        repr=False,
     )
 
     # -- which application, and how to call it ---------------------------------------------
@@ -309,6 +420,26 @@ class Config:
             "ws_accept_timeout",
             "ws_send_timeout",
         )
+        _check_binds_and_tls(self)
+
+    @property
+    def uses_tls(self) -> bool:
+        """TLS is configured: the ``--bind``/``--host``/``--port`` listeners speak it."""
+        return self.certfile is not None or self.ssl_context is not None
+
+    def binds(self) -> list[Bind]:
+        """Every address to listen on: ``--bind``, ``--uds`` and ``--fd`` (or else
+        ``--host:--port``), TLS when configured, then the ``--insecure-bind`` ones."""
+        tls = self.uses_tls
+        binds = [parse_bind(text, tls=tls) for text in self.bind]
+        if self.uds is not None:
+            binds.append(Bind("unix", path=self.uds, tls=tls))
+        if self.fd is not None:
+            binds.append(Bind("fd", fd=self.fd, tls=tls))
+        if not binds:
+            binds.append(Bind("tcp", host=self.host, port=self.port, tls=tls))
+        binds.extend(parse_bind(text) for text in self.insecure_bind)
+        return binds
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (validated like a new Config)."""
@@ -332,3 +463,55 @@ def _non_negative(config: Config, *names: str) -> None:
         # `not value >= 0` also rejects NaN.
         if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
             raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+
+_TLS_FILE_OPTIONS = ("keyfile", "keyfile_password", "ca_certs", "ciphers")
+
+
+def _check_binds_and_tls(config: Config) -> None:
+    """Cross-field rules of the bind and TLS settings, each one a likely mistake."""
+    for name in ("bind", "insecure_bind"):
+        value = getattr(config, name)
+        if isinstance(value, str):  # Config(bind="host:port") means one bind, not characters
+            value = (value,)
+        object.__setattr__(config, name, tuple(value))
+    if config.uds is not None and not config.uds:
+        raise ConfigError("uds must be a socket path, not an empty string")
+    if config.fd is not None and (isinstance(config.fd, bool) or config.fd < 0):
+        raise ConfigError(f"fd must be a file descriptor number, not {config.fd!r}")
+    binds = config.binds()  # raises ConfigError for a malformed bind
+    if config.uds_permissions is not None:
+        if not 0 <= config.uds_permissions <= 0o7777:
+            raise ConfigError(
+                f"uds_permissions must be a file mode, not {config.uds_permissions!r}"
+            )
+        if not any(bind.kind == "unix" for bind in binds):
+            raise ConfigError("uds_permissions applies to unix sockets: add --bind unix:PATH")
+    if config.ssl_context is not None:
+        if not isinstance(config.ssl_context, ssl.SSLContext):
+            raise ConfigError(f"ssl_context must be an ssl.SSLContext, not {config.ssl_context!r}")
+        given = [name for name in ("certfile", *_TLS_FILE_OPTIONS) if getattr(config, name)]
+        if config.cert_reqs != "none":
+            given.append("cert_reqs")
+        if given:
+            raise ConfigError(
+                f"ssl_context replaces {', '.join(given)}: configure the context instead"
+            )
+    elif config.certfile is None:
+        for name in _TLS_FILE_OPTIONS:
+            if getattr(config, name) is not None:
+                raise ConfigError(f"{name} needs certfile (TLS is off without it)")
+        if config.cert_reqs != "none":
+            raise ConfigError("cert_reqs needs certfile (TLS is off without it)")
+    if config.certfile is not None:
+        if config.cert_reqs != "none" and config.ca_certs is None:
+            raise ConfigError(f"cert_reqs {config.cert_reqs} needs ca_certs to verify clients with")
+        if config.ca_certs is not None and config.cert_reqs == "none":
+            raise ConfigError(
+                "ca_certs has no effect with cert_reqs none: use cert_reqs optional or required"
+            )
+    if config.insecure_bind and not config.uses_tls:
+        raise ConfigError("insecure_bind needs TLS (certfile); without it use bind")
+    timeout = config.timeout_tls_handshake
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
+        raise ConfigError(f"timeout_tls_handshake must be a number of seconds > 0, not {timeout!r}")

@@ -39,3 +39,7 @@ def only_client_disconnects(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return exc.split(ClientDisconnected)[1] is None
     return False
+
+
+class BindError(OSError):
+    """A listening socket could not be set up; the message names the bind and the reason."""

@@ -1,15 +1,29 @@
-"""Listening sockets and the accept loops that hand each new stream to a handler task."""
+"""Listening sockets and the accept loops that hand each new stream to a handler task.
+
+Which addresses to listen on is ``Config.binds()`` (parsed in ``binds.py``); here they become
+trio listeners: TCP, unix sockets we create (and remove again), inherited sockets
+(``fd://N``, systemd socket activation), each wrapped for TLS when the bind says so.
+"""
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
+import socket
+import ssl
+import stat
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from .binds import Bind
 from .config import Config
+from .errors import BindError
+
+if TYPE_CHECKING:
+    from .tls import ServerTLS
 
 log = logging.getLogger("trio_asgi.error")
 
@@ -20,38 +34,241 @@ ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENO
 # freed descriptors within a second.
 BACKOFF_START: Final = 0.01
 BACKOFF_MAX: Final = 1.0
+# systemd passes activated sockets from this descriptor on (sd_listen_fds(3)).
+SD_LISTEN_FDS_START: Final = 3
+SOCKET_FAMILIES: Final = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
+# Connecting to a unix socket file tells a stale one (refused) from a live one; a live
+# server with a full backlog may keep us waiting, which this bounds.
+STALE_PROBE_TIMEOUT: Final = 1.0
+
+Address = tuple[str, int]
+ServerAddress = tuple[str, int | None]
 
 
-async def open_listeners(config: Config) -> list[trio.SocketListener]:
-    """Bind every address the config names (a host name may resolve to several)."""
-    return await trio.open_tcp_listeners(config.port, host=config.host, backlog=config.backlog)
+async def open_listeners(
+    config: Config, tls: ServerTLS | None = None
+) -> list[trio.abc.Listener[Any]]:
+    """Listen on every bind the config names (a host name may give several listeners).
+
+    TLS binds get a ``trio.SSLListener``: its ``accept()`` only wraps the stream, and the
+    handshake happens later in the connection's own task. Raises ``BindError`` naming the
+    bind that failed, after closing the listeners already opened.
+    """
+    listeners: list[trio.abc.Listener[Any]] = []
+    try:
+        for bind in config.binds():
+            try:
+                opened = await _open_bind(bind, config)
+            except BindError:
+                raise
+            except OSError as exc:
+                raise BindError(f"cannot serve on {bind}: {exc.strerror or exc}") from exc
+            for listener in opened:
+                if bind.tls:
+                    assert tls is not None, "Config.uses_tls without a ServerTLS"
+                    listener = secure(listener, tls.context)
+                listeners.append(listener)
+    except BaseException:
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+        raise
+    return listeners
 
 
-def listener_address(listener: trio.abc.Listener[Any]) -> tuple[str, int]:
-    """The bound ``(host, port)``; in-memory listeners (the test client's) name their own."""
-    if isinstance(listener, trio.SocketListener):
-        host, port, *_ = listener.socket.getsockname()
-        return host, port
+def secure(listener: trio.abc.Listener[Any], context: ssl.SSLContext) -> trio.SSLListener[Any]:
+    """A TLS listener over ``listener``. ``https_compatible``: HTTP frames its own messages,
+    so a peer that closes without a TLS close_notify is not an error (RFC 9110 and trio)."""
+    return trio.SSLListener(listener, context, https_compatible=True)
+
+
+async def _open_bind(bind: Bind, config: Config) -> list[trio.abc.Listener[Any]]:
+    if bind.kind == "tcp":
+        return list(
+            await trio.open_tcp_listeners(bind.port, host=bind.host, backlog=config.backlog)
+        )
+    if bind.kind == "unix":
+        return [await _open_unix(bind, config.backlog, config.uds_permissions)]
+    if bind.kind == "fd":
+        return [_inherited(bind.fd, config.backlog, bind)]
+    return [_inherited(fd, config.backlog, bind) for fd in systemd_fds()]
+
+
+# -- unix sockets -------------------------------------------------------------------------------
+
+
+class UnixSocketListener(trio.abc.Listener[trio.SocketStream]):
+    """A listener on a unix socket file we created; closing it removes the file, unless
+    another process replaced it meanwhile (same path, different inode)."""
+
+    def __init__(self, listener: trio.SocketListener, path: str, identity: tuple[int, int]):
+        self.listener = listener
+        self.socket = listener.socket
+        self.path = path
+        self._identity = identity
+
+    async def accept(self) -> trio.SocketStream:
+        return await self.listener.accept()
+
+    async def aclose(self) -> None:
+        try:
+            await self.listener.aclose()
+        finally:
+            _remove_if_ours(self.path, self._identity)
+
+
+async def _open_unix(bind: Bind, backlog: int, permissions: int | None) -> UnixSocketListener:
+    path = bind.path
+    await _remove_stale_socket(bind)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    identity: tuple[int, int] | None = None
+    try:
+        await sock.bind(path)
+        info = os.stat(path)
+        identity = (info.st_dev, info.st_ino)
+        # Permissions before listen(): until then nobody can connect, so there is no moment
+        # in which the umask's (maybe wider) permissions are in force.
+        if permissions is not None:
+            os.chmod(path, permissions)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        if identity is not None:
+            _remove_if_ours(path, identity)
+        raise
+    return UnixSocketListener(trio.SocketListener(sock), path, identity)
+
+
+async def _remove_stale_socket(bind: Bind) -> None:
+    """Remove a socket file left by a server that died without cleaning up.
+
+    Only a socket nobody accepts on is removed: a regular file is an error (we never
+    delete what may be someone's data), and a live socket means another server has it.
+    """
+    path = bind.path
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise BindError(f"cannot serve on {bind}: the path exists and is not a socket")
+    with trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        with trio.move_on_after(STALE_PROBE_TIMEOUT):
+            try:
+                await probe.connect(path)
+            except ConnectionRefusedError:
+                log.info("Removing stale unix socket %s", path)
+                os.unlink(path)
+                return
+            except FileNotFoundError:
+                return
+    raise BindError(f"cannot serve on {bind}: another server is listening on it")
+
+
+def _remove_if_ours(path: str, identity: tuple[int, int]) -> None:
+    try:
+        info = os.lstat(path)
+        if (info.st_dev, info.st_ino) == identity:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- inherited sockets (fd://N, systemd) -----------------------------------------------------
+
+
+def systemd_fds() -> list[int]:
+    """The descriptors systemd passed by socket activation: 3, 4, ... (``LISTEN_FDS`` of
+    them), provided ``LISTEN_PID`` names this process (the variables are inherited by
+    children that are not meant to take the sockets)."""
+    count = os.environ.get("LISTEN_FDS")
+    if not count:
+        raise BindError("cannot serve on systemd: LISTEN_FDS is not set (no socket activation)")
+    pid = os.environ.get("LISTEN_PID", "")
+    if pid != str(os.getpid()):
+        raise BindError(
+            f"cannot serve on systemd: LISTEN_PID is {pid or 'not set'}, "
+            f"not this process ({os.getpid()})"
+        )
+    try:
+        number = int(count)
+    except ValueError:
+        raise BindError(f"cannot serve on systemd: LISTEN_FDS={count!r} is no number") from None
+    return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + number))
+
+
+def _inherited(fd: int, backlog: int, bind: Bind) -> trio.SocketListener:
+    """A listener on an inherited socket (its family and type are read from it)."""
+    where = bind if bind.kind == "fd" else f"systemd fd {fd}"
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise BindError(f"cannot serve on {where}: {exc.strerror or exc}") from None
+    if sock.type != socket.SOCK_STREAM or sock.family not in SOCKET_FAMILIES:
+        sock.detach()
+        raise BindError(f"cannot serve on {where}: not a TCP or unix stream socket")
+    # Ours now: do not leak it into subprocesses the app may start.
+    sock.set_inheritable(False)
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.listen(backlog)  # a supervisor that listens already chose its own backlog
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+
+# -- addresses ----------------------------------------------------------------------------------
+
+
+def listener_address(listener: trio.abc.Listener[Any]) -> ServerAddress:
+    """The bound ``(host, port)``, or ``(path, None)`` for a unix socket; in-memory
+    listeners (the test client's) name their own."""
+    if isinstance(listener, trio.SSLListener):
+        listener = listener.transport_listener
+    sock = getattr(listener, "socket", None)
+    if sock is not None:
+        return _socket_address(sock.family, sock.getsockname())
     return listener.address  # type: ignore[attr-defined, no-any-return]
 
 
-def stream_addresses(stream: trio.abc.Stream) -> tuple[tuple[str, int], tuple[str, int]] | None:
-    """``(client, server)`` addresses of an accepted stream; ``None`` if the peer is gone."""
+def stream_addresses(
+    stream: trio.abc.Stream,
+) -> tuple[Address | None, ServerAddress] | None:
+    """``(client, server)`` addresses of an accepted stream; ``None`` if the peer is gone.
+
+    A unix socket's client has no address (``None``) and its server is ``(path, None)``,
+    as the ASGI spec has it.
+    """
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
     if isinstance(stream, trio.SocketStream):
+        sock = stream.socket
         try:
-            client = stream.socket.getpeername()
-            server = stream.socket.getsockname()
+            server = _socket_address(sock.family, sock.getsockname())
+            if sock.family == socket.AF_UNIX:
+                sock.getpeername()  # still connected?
+                return None, server
+            client = sock.getpeername()
         except OSError:
             return None
-        return (client[0], client[1]), (server[0], server[1])
+        return (client[0], client[1]), server
     return stream.client_address, stream.server_address  # type: ignore[attr-defined]
 
 
-def listener_url(listener: trio.abc.Listener[Any], scheme: str = "http") -> str:
+def _socket_address(family: int, name: Any) -> ServerAddress:
+    if family == socket.AF_UNIX:
+        if isinstance(name, bytes):  # Linux abstract namespace: b"\0name"
+            name = name.decode("utf-8", "backslashreplace")
+        return ("@" + name[1:] if name.startswith("\0") else name), None
+    return name[0], name[1]
+
+
+def listener_url(listener: trio.abc.Listener[Any]) -> str:
+    """How the startup line names a listener: ``http://host:port``, ``https://...``,
+    ``unix:/path`` (``unix:/path (TLS)``)."""
+    secure = isinstance(listener, trio.SSLListener)
     host, port = listener_address(listener)
+    if port is None:
+        return f"unix:{host}" + (" (TLS)" if secure else "")
     if ":" in host:
         host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
+    return f"{'https' if secure else 'http'}://{host}:{port}"
 
 
 async def accept_loop(

@@ -22,16 +22,19 @@ from .connection import Connection, ServerState
 from .errors import StartupFailed
 from .lifespan import Lifespan
 from .listeners import (
+    ServerAddress,
     accept_loop,
     listener_address,
     listener_url,
     open_listeners,
     stream_addresses,
 )
+from .logging import format_address
+from .tls import ServerTLS, handshake, load_server_tls, tls_details
 
 log = logging.getLogger("trio_asgi.error")
 
-Address = tuple[str, int]
+Address = ServerAddress  # (host, port), or (path, None) for a unix socket
 
 
 def http_extensions(config: Config) -> dict[str, dict[object, object]]:
@@ -62,6 +65,9 @@ class Server:
         self.lifespan = Lifespan(self.state.app, self.config.lifespan, self.state.lifespan_state)
         self.state.on_request_limit = self.request_shutdown
         self._http_extensions = http_extensions(self.config)
+        # TLS files are loaded here, so that a bad one is a usage error before serving.
+        self.tls: ServerTLS | None = load_server_tls(self.config)
+        self._handshakes: set[trio.CancelScope] = set()  # cancelled when shutdown begins
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (idempotent). Safe to call from any trio task."""
@@ -85,7 +91,7 @@ class Server:
         test client passes an in-memory one)."""
         config = self.config
         if listeners is None:
-            listeners = list(await open_listeners(config))
+            listeners = await open_listeners(config, self.tls)
         startup_failure: StartupFailed | None = None
         async with trio.open_nursery() as root:
             self._root = root
@@ -137,6 +143,8 @@ class Server:
                     await trio.aclose_forcefully(listener)
                 log.info("Shutting down: waiting for %d connection(s)", len(state.connections))
                 state.begin_shutdown()
+                for handshaking in self._handshakes:
+                    handshaking.cancel()
                 drain_scope.deadline = trio.current_time() + config.timeout_graceful_shutdown
         if drain_scope.cancelled_caught:
             log.warning("Graceful shutdown timed out; remaining connections were cancelled")
@@ -146,11 +154,22 @@ class Server:
         if addresses is None:  # the client left before we got to it
             await trio.aclose_forcefully(stream)
             return
+        tls = None
+        if isinstance(stream, trio.SSLStream):
+            if not await self._handshake(stream, addresses[0]):
+                await trio.aclose_forcefully(stream)
+                return
+            server_cert = None  # unknown for listeners a caller wrapped with its own context
+            if self.tls is not None and stream.context is self.tls.context:
+                server_cert = self.tls.server_cert
+            tls = tls_details(stream, server_cert)
         info = ConnectionInfo(
             client=addresses[0],
             server=addresses[1],
+            secure=tls is not None,
             root_path=self.config.root_path,
             http_extensions=self._http_extensions,
+            tls=tls,
         )
         connection = Connection(stream, self.state, info)
         limit = self.config.limit_concurrency
@@ -161,6 +180,21 @@ class Server:
         ):
             connection.overloaded = True
         await connection.serve()
+
+    async def _handshake(self, stream: trio.SSLStream[Any], client: Any) -> bool:
+        """The TLS handshake, in the connection's task, bounded by --timeout-tls-handshake
+        and cut short when shutdown begins (it is no request in flight yet)."""
+        if self.state.shutting_down:
+            return False
+        with trio.CancelScope() as scope:
+            self._handshakes.add(scope)
+            try:
+                return await handshake(
+                    stream, self.config.timeout_tls_handshake, format_address(client)
+                )
+            finally:
+                self._handshakes.discard(scope)
+        return False
 
     async def _watch_signals(
         self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

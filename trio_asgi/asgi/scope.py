@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
 
 import h11
+
+if TYPE_CHECKING:
+    from ..tls import TLSDetails
 
 ASGI_VERSION: Final = "3.0"
 SPEC_VERSION: Final = "2.5"
@@ -24,6 +27,7 @@ class ConnectionInfo:
     secure: bool = False
     root_path: str = ""
     http_extensions: dict[str, dict[object, object]] = field(default_factory=dict)
+    tls: TLSDetails | None = None  # TLS connections only: the ASGI "tls" extension
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -45,11 +49,18 @@ def decode_path(raw_path: bytes) -> str:
 
 
 def _scope(
-    kind: str, scheme: str, request: h11.Request, info: ConnectionInfo, state: dict[str, Any]
+    kind: str,
+    scheme: str,
+    request: h11.Request,
+    info: ConnectionInfo,
+    state: dict[str, Any],
+    extensions: dict[str, dict[object, object]],
 ) -> dict[str, Any]:
     """The keys HTTP and WebSocket scopes share (ASGI spec 2.5, "Connection Scope")."""
     raw_path, query = split_target(request.target)
     root = info.root_path
+    if info.tls is not None:
+        extensions["tls"] = info.tls.scope_extension()
     return {
         "type": kind,
         "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
@@ -63,20 +74,21 @@ def _scope(
         "client": info.client,
         "server": info.server,
         "state": state.copy(),
+        "extensions": extensions,
     }
 
 
 def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]) -> dict[str, Any]:
-    scope = _scope("http", "https" if info.secure else "http", request, info, state)
+    extensions = {name: dict(value) for name, value in info.http_extensions.items()}
+    scope = _scope("http", "https" if info.secure else "http", request, info, state, extensions)
     scope["method"] = request.method.decode("ascii")
-    scope["extensions"] = {name: dict(value) for name, value in info.http_extensions.items()}
     return scope
 
 
 def websocket_scope(
     request: h11.Request, info: ConnectionInfo, state: dict[str, Any], subprotocols: list[str]
 ) -> dict[str, Any]:
-    scope = _scope("websocket", "wss" if info.secure else "ws", request, info, state)
+    extensions: dict[str, dict[object, object]] = {"websocket.http.response": {}}
+    scope = _scope("websocket", "wss" if info.secure else "ws", request, info, state, extensions)
     scope["subprotocols"] = subprotocols
-    scope["extensions"] = {"websocket.http.response": {}}
     return scope

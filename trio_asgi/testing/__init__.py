@@ -582,15 +582,17 @@ class TestClient(_TaskGroupOwner):
 class LiveServer:
     """A server on a real loopback socket, for third-party clients (httpx, websockets...)."""
 
-    def __init__(self, server: Server, addresses: list[tuple[str, int]]) -> None:
+    def __init__(self, server: Server, addresses: list[tuple[str, int | None]]) -> None:
         self.server = server
         self.addresses = addresses
         host, port = addresses[0]
         self.host = host
         self.port = port
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.url = f"http://{authority}"
-        self.ws_url = f"ws://{authority}"
+        # With TLS configured the first binds are the TLS ones (--insecure-bind come last).
+        secure = server.config.uses_tls
+        self.url = f"{'https' if secure else 'http'}://{authority}"
+        self.ws_url = f"{'wss' if secure else 'ws'}://{authority}"
 
 
 class _BackgroundServer(_TaskGroupOwner):
@@ -625,6 +627,7 @@ class _BackgroundServer(_TaskGroupOwner):
 
 def serve_in_background(app: Any, **config: Any) -> _BackgroundServer:
     """``async with serve_in_background(app, **config) as server:`` — a live server on
-    127.0.0.1 and a free port (``server.url``, ``server.ws_url``), stopped gracefully on exit."""
+    127.0.0.1 and a free port (``server.url``, ``server.ws_url``; ``https``/``wss`` with
+    ``certfile``), stopped gracefully on exit."""
     config.setdefault("port", 0)
     return _BackgroundServer(app, Config(**config))

@@ -1,0 +1,203 @@
+"""Each bind kind on real sockets, in-process: unix sockets (stale files, permissions, cleanup),
+inherited descriptors, IPv6, and the startup line naming every listener."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from trio_asgi import Config
+from trio_asgi.errors import BindError
+from trio_asgi.listeners import open_listeners, systemd_fds
+from trio_asgi.testing import serve_in_background
+
+
+async def addresses_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = json.dumps({"server": scope["server"], "client": scope["client"]}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def get_over_unix(path: Path) -> dict[str, Any]:
+    transport = httpx.AsyncHTTPTransport(uds=str(path))
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.get("http://localhost/")
+    assert response.status_code == 200
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_unix_socket_scope_startup_line_and_cleanup(
+    sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_asgi.error")
+    path = sock_dir / "app.sock"
+    async with serve_in_background(addresses_app, bind=[f"unix:{path}", "127.0.0.1:0"]) as server:
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        assert server.addresses[0] == (str(path), None)
+        port = server.addresses[1][1]
+        assert port != 0
+        assert await get_over_unix(path) == {"server": [str(path), None], "client": None}
+    assert f"listening on unix:{path}, http://127.0.0.1:{port} " in caplog.text
+    assert not path.exists()
+
+
+async def test_uds_shortcut_and_permissions(sock_dir: Path) -> None:
+    path = sock_dir / "app.sock"
+    async with serve_in_background(addresses_app, uds=str(path), uds_permissions=0o600):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert (await get_over_unix(path))["server"] == [str(path), None]
+
+
+async def test_stale_socket_file_is_replaced(
+    sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_asgi.error")
+    path = sock_dir / "app.sock"
+    with socket.socket(socket.AF_UNIX) as dead:  # a server that died: the file stays behind
+        dead.bind(str(path))
+    async with serve_in_background(addresses_app, uds=str(path)):
+        assert (await get_over_unix(path))["client"] is None
+    assert f"Removing stale unix socket {path}" in caplog.text
+
+
+async def test_a_regular_file_is_never_removed(sock_dir: Path) -> None:
+    path = sock_dir / "data.txt"
+    path.write_text("precious")
+    with pytest.raises(BindError, match="the path exists and is not a socket"):
+        await open_listeners(Config(uds=str(path)))
+    assert path.read_text() == "precious"
+
+
+async def test_a_live_socket_is_not_taken_over(sock_dir: Path) -> None:
+    path = sock_dir / "app.sock"
+    with socket.socket(socket.AF_UNIX) as other:
+        other.bind(str(path))
+        other.listen()
+        with pytest.raises(BindError, match=f"unix:{path}: another server is listening on it"):
+            await open_listeners(Config(uds=str(path)))
+        assert path.exists()
+
+
+async def test_a_socket_file_replaced_meanwhile_is_left_alone(sock_dir: Path) -> None:
+    path = sock_dir / "app.sock"
+    with socket.socket(socket.AF_UNIX) as newer:
+        async with serve_in_background(addresses_app, uds=str(path)):
+            path.unlink()
+            newer.bind(str(path))  # another process's socket now, at the same path
+        assert path.exists()
+
+
+async def test_listeners_opened_before_a_failing_bind_are_closed(sock_dir: Path) -> None:
+    first, blocked = sock_dir / "first.sock", sock_dir / "blocked"
+    blocked.write_text("")
+    with pytest.raises(BindError, match="blocked"):
+        await open_listeners(Config(bind=[f"unix:{first}", f"unix:{blocked}"]))
+    assert not first.exists()
+
+
+async def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 support")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("::1 is not available")
+    async with serve_in_background(addresses_app, bind=["[::1]:0"]) as server:
+        host, port = server.addresses[0]
+        assert (host, server.url) == ("::1", f"http://[::1]:{port}")
+        async with httpx.AsyncClient() as client:
+            scope = (await client.get(server.url + "/")).json()
+    assert scope["server"] == ["::1", port]
+    assert scope["client"][0] == "::1"
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_UNIX])
+@pytest.mark.parametrize("listening", [True, False])
+async def test_inherited_descriptor(sock_dir: Path, family: int, listening: bool) -> None:
+    sock = socket.socket(family)
+    sock.bind(("127.0.0.1", 0) if family == socket.AF_INET else str(sock_dir / "fd.sock"))
+    if listening:
+        sock.listen(5)
+    fd = sock.detach()  # the server owns it now and closes it on exit
+    async with serve_in_background(addresses_app, bind=[f"fd://{fd}"]) as server:
+        if family == socket.AF_INET:
+            async with httpx.AsyncClient() as client:
+                scope = (await client.get(server.url + "/")).json()
+            assert scope["server"] == list(server.addresses[0])
+        else:
+            scope = await get_over_unix(sock_dir / "fd.sock")
+            assert scope == {"server": [str(sock_dir / "fd.sock"), None], "client": None}
+        assert not os.get_inheritable(fd)
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed with the server
+    if family == socket.AF_UNIX:
+        assert (sock_dir / "fd.sock").exists()  # not ours to remove: we did not create it
+
+
+async def test_inherited_descriptor_that_is_no_stream_socket() -> None:
+    read_end, write_end = os.pipe()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        try:
+            with pytest.raises(BindError, match=f"fd://{read_end}: Socket operation on non-socket"):
+                await open_listeners(Config(fd=read_end))
+            with pytest.raises(BindError, match="not a TCP or unix stream socket"):
+                await open_listeners(Config(fd=udp.fileno()))
+            assert os.fstat(udp.fileno())  # left open for its owner
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+
+
+def test_systemd_variables_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LISTEN_FDS", raising=False)
+    monkeypatch.delenv("LISTEN_PID", raising=False)
+    with pytest.raises(BindError, match="LISTEN_FDS is not set"):
+        systemd_fds()
+    monkeypatch.setenv("LISTEN_FDS", "2")
+    with pytest.raises(BindError, match="LISTEN_PID is not set"):
+        systemd_fds()
+    monkeypatch.setenv("LISTEN_PID", "1")
+    with pytest.raises(BindError, match=f"LISTEN_PID is 1, not this process \\({os.getpid()}\\)"):
+        systemd_fds()
+    monkeypatch.setenv("LISTEN_PID", str(os.getpid()))
+    assert systemd_fds() == [3, 4]
+    monkeypatch.setenv("LISTEN_FDS", "two")
+    with pytest.raises(BindError, match="is no number"):
+        systemd_fds()
+
+
+async def test_port_in_use_names_the_bind() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BindError, match=f"cannot serve on 127.0.0.1:{port}: "):
+            await open_listeners(Config(bind=["127.0.0.1:0", f"127.0.0.1:{port}"]))
+
+
+async def test_tls_unix_socket_in_the_startup_line(
+    sock_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import trustme
+
+    caplog.set_level(logging.INFO, logger="trio_asgi.error")
+    ca = trustme.CA()
+    cert = sock_dir / "cert.pem"
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(cert))
+    path = sock_dir / "tls.sock"
+    async with serve_in_background(
+        addresses_app, certfile=str(cert), uds=str(path), insecure_bind=["127.0.0.1:0"]
+    ) as server:
+        port = server.addresses[1][1]
+    assert f"listening on unix:{path} (TLS), http://127.0.0.1:{port} " in caplog.text
