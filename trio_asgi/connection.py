@@ -21,6 +21,7 @@ from ._types import ASGIApp
 from .asgi.scope import ConnectionInfo, http_scope
 from .config import Config
 from .errors import ClientDisconnected
+from .heartbeat import Heartbeat
 from .protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class ServerState:
         return self.config.access_log and access_logger.isEnabledFor(logging.INFO)
 
     requests: int = 0
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)  # WebSocket keepalive timer
     on_request_limit: Callable[[], None] | None = None  # the server's graceful shutdown
 
     def request_served(self) -> None:
@@ -160,10 +162,11 @@ class Connection:
         # Waiting for a request is bounded by moving the deadline of one scope around the
         # whole HTTP loop: 3 µs per request instead of 8 µs for a fresh cancel scope, which
         # on a small keep-alive request is a tenth of the server's own time.
-        self._loop_scope = trio.CancelScope()
+        self.loop_scope = trio.CancelScope()
         self._idle = False  # waiting for the first byte of a request: shutdown may cut it
         self._linger_scope: trio.CancelScope | None = None
         self.lingering = False  # the client may still be sending a request we will not read
+        self._stream_closed = False
         self._fd = _raw_socket_fd(stream)
         self._unyielded_writes = 0
 
@@ -260,9 +263,16 @@ class Connection:
         try:
             async with trio.open_nursery() as helpers:
                 self.helpers = helpers
-                with self._loop_scope:
-                    await self._serve_http()
-                if self.lingering and not self.broken and not self.peer_closed:
+                upgrade: h11.Request | None = None
+                with self.loop_scope:
+                    upgrade = await self._serve_http()
+                    if upgrade is not None:
+                        await self._serve_websocket(upgrade)
+                if upgrade is not None:
+                    # RFC 6455 7.1.1: after the closing handshake the server closes TCP
+                    # first, without waiting for the app (it hears websocket.disconnect).
+                    await self.close_stream()
+                elif self.lingering and not self.broken and not self.peer_closed:
                     await self._linger()
         finally:
             self.server.connections.discard(self)
@@ -271,7 +281,7 @@ class Connection:
     def shutdown(self) -> None:
         """The server is stopping: finish what is in flight, take nothing new."""
         if self._idle:
-            self._loop_scope.cancel()
+            self.loop_scope.cancel()
         if self._linger_scope is not None:
             self._linger_scope.cancel()
         if self.cycle is not None:
@@ -300,6 +310,9 @@ class Connection:
     async def close_stream(self) -> None:
         """Close politely (TLS close_notify) within a short bound. Trio streams release the
         socket even when this is cancelled or times out, so no shielding is needed."""
+        if self._stream_closed:
+            return
+        self._stream_closed = True
         self.broken = True
         with trio.move_on_after(CLOSE_TIMEOUT):
             try:
@@ -309,7 +322,8 @@ class Connection:
 
     # -- HTTP/1.1 ----------------------------------------------------------------------------
 
-    async def _serve_http(self) -> None:
+    async def _serve_http(self) -> h11.Request | None:
+        """Serve requests in turn; returns the request if it asks for a WebSocket."""
         from .asgi.http import HTTPCycle
 
         proto = self.http
@@ -330,8 +344,9 @@ class Connection:
                 await self._reject(proto, 405, "CONNECT", "CONNECT is not supported")
                 return
             if proto.websocket_upgrade:
-                await self._serve_websocket(proto, request)
-                return
+                # Served by serve(), so that this frame and its locals (h11 state) are gone
+                # while the WebSocket lives on.
+                return request
             self.requests_served += 1
             limit = self.config.limit_max_requests_per_connection
             self.last_request = limit is not None and self.requests_served >= limit
@@ -382,7 +397,7 @@ class Connection:
         loop scope's deadline ends the connection. Shutdown closes idle connections first."""
         if self.server.shutting_down:
             return None
-        scope = self._loop_scope
+        scope = self.loop_scope
         scope.deadline = trio.current_time() + seconds
         self._idle = True
         try:
@@ -436,10 +451,12 @@ class Connection:
 
     # -- WebSocket ---------------------------------------------------------------------------
 
-    async def _serve_websocket(self, proto: HTTP1Protocol, request: h11.Request) -> None:
+    async def _serve_websocket(self, request: h11.Request) -> None:
         from .asgi.websocket import WebSocketSession
         from .protocols.websocket import HandshakeError, check_handshake
 
+        proto = self.http
+        assert proto is not None
         # h11 parks in MIGHT_SWITCH_PROTOCOL only once the (normally empty) request body ended.
         try:
             while True:
@@ -467,6 +484,7 @@ class Connection:
                     pass
             return
         session = WebSocketSession(self, proto, request, handshake)
+        del proto, request, handshake  # the session keeps what it needs, briefly
         self.websocket = session
         try:
             await session.run(self.server.app)

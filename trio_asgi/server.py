@@ -97,6 +97,7 @@ class Server:
             self._root = root
             if handle_signals:
                 await root.start(self._watch_signals)
+            await root.start(self.state.heartbeat.run)
             try:
                 await self.lifespan.startup(root)
             except StartupFailed as exc:

@@ -1,19 +1,19 @@
 """One WebSocket session: the ASGI connect/accept/receive/send/close/disconnect state machine.
 
-Two tasks share a session, both inside its nursery: the application, and the connection's
-own task, which becomes the frame reader once the app accepted. The reader never waits on
-the app except when the app's inbox is full; then it stops *reading* (TCP backpressure)
-rather than buffering. Every frame we send is produced while holding the write lock, so
-frames hit the wire in the order they were made (compression contexts depend on that).
+Two tasks share a session, both in the connection's nursery: the application, and the
+connection's own task, which becomes the frame reader once the app accepted. The reader
+never waits on the app except when the app's inbox is full; then it stops *reading* (TCP
+backpressure) rather than buffering. Every frame we send is produced while holding the write
+lock, so frames hit the wire in the order they were made (compression contexts depend on
+that). Keepalive pings come from the server's one ``Heartbeat`` timer, not a task per
+session: an idle WebSocket is a socket, two parked tasks and these objects.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 import h11
@@ -63,17 +63,18 @@ class _Inbox:
     """Whole messages waiting for the app, then the end of the session.
 
     Bounded by the reader (it stops parsing when ``full``), so this never holds more than
-    ``ws_max_queue`` messages. Waiting tasks sit in plain deques and are rescheduled
-    directly: a ParkingLot's bookkeeping cost more per message than the rest of this class.
+    ``ws_max_queue`` messages (lists, not deques: a deque allocates a 64-slot block up
+    front, and an idle connection should be small). Waiting tasks are rescheduled directly:
+    a ParkingLot's bookkeeping cost more per message than the rest of this class.
     """
 
     __slots__ = ("_getters", "_items", "_limit", "_space", "ended")
 
     def __init__(self, limit: int) -> None:
-        self._items: deque[str | bytes] = deque()
+        self._items: list[str | bytes] = []
         self._limit = limit
-        self._getters: deque[trio.lowlevel.Task] = deque()
-        self._space: deque[trio.lowlevel.Task] = deque()
+        self._getters: list[trio.lowlevel.Task] = []
+        self._space: list[trio.lowlevel.Task] = []
         self.ended: tuple[int, str] | None = None
 
     @property
@@ -83,14 +84,14 @@ class _Inbox:
     def put(self, item: str | bytes) -> None:
         self._items.append(item)
         if self._getters:
-            trio.lowlevel.reschedule(self._getters.popleft())
+            trio.lowlevel.reschedule(self._getters.pop(0))
 
     def end(self, code: int, reason: str) -> None:
         if self.ended is None:
             self.ended = (code, reason)
         for waiters in (self._getters, self._space):
             while waiters:
-                trio.lowlevel.reschedule(waiters.popleft())
+                trio.lowlevel.reschedule(waiters.pop(0))
 
     async def get(self) -> str | bytes | tuple[int, str]:
         while not self._items:
@@ -98,9 +99,9 @@ class _Inbox:
                 await trio.lowlevel.checkpoint()
                 return self.ended
             await _wait_in(self._getters)
-        item = self._items.popleft()
+        item = self._items.pop(0)
         if self._space:
-            trio.lowlevel.reschedule(self._space.popleft())
+            trio.lowlevel.reschedule(self._space.pop(0))
         return item
 
     async def wait_for_space(self) -> None:
@@ -108,7 +109,7 @@ class _Inbox:
             await _wait_in(self._space)
 
 
-async def _wait_in(waiters: deque[trio.lowlevel.Task]) -> None:
+async def _wait_in(waiters: list[trio.lowlevel.Task]) -> None:
     """Sleep in ``waiters`` until rescheduled (or cancelled: then leave the queue)."""
     task = trio.lowlevel.current_task()
     waiters.append(task)
@@ -121,7 +122,33 @@ async def _wait_in(waiters: deque[trio.lowlevel.Task]) -> None:
 
 
 class WebSocketSession:
-    """State shared by the app's ``receive``/``send`` and the frame reader."""
+    """State shared by the app's ``receive``/``send``, the frame reader and the heartbeat."""
+
+    __slots__ = (
+        "_accepted_once",
+        "_app_closed",
+        "_closing",
+        "_conn",
+        "_connect_delivered",
+        "_decided",
+        "_denial_head",
+        "_denial_status",
+        "_handshake",
+        "_http",
+        "_inbox",
+        "_last_resume",
+        "_next_ping",
+        "_opened_at",
+        "_ping_payload",
+        "_ping_sent_at",
+        "_pings",
+        "_pong_due",
+        "_read_paused",
+        "_reading",
+        "_state",
+        "_ws",
+        "scope",
+    )
 
     def __init__(
         self,
@@ -131,9 +158,8 @@ class WebSocketSession:
         handshake: Handshake,
     ) -> None:
         self._conn = conn
-        self._http = http
-        self._handshake = handshake
-        config = conn.config
+        self._http: HTTP1Protocol | None = http
+        self._handshake: Handshake | None = handshake
         self.scope: dict[str, Any] = websocket_scope(
             request, conn.info, conn.server.lifespan_state, handshake.subprotocols
         )
@@ -141,51 +167,58 @@ class WebSocketSession:
         self._connect_delivered = False
         self._decided = trio.Event()  # accepted, denied, or the app gave up
         self._ws: WebSocketProtocol | None = None
-        self._inbox = _Inbox(config.ws_max_queue)
+        self._inbox = _Inbox(conn.config.ws_max_queue)
         self._app_closed = False  # the app sent websocket.close itself
         self._closing = False  # our close frame is queued or sent
         self._accepted_once = False
-        # keepalive: the ping we wait a pong for, and whether backpressure paused reading
-        self._awaited_pong: tuple[bytes, trio.Event] | None = None
-        self._read_paused: trio.Event | None = None  # set when reading resumes
+        self._reading = False  # the connection's task is the frame reader
+        # keepalive: the outstanding ping, its deadline, and whether backpressure paused
+        # reading meanwhile (then the pong may sit unread behind data: not the peer's fault)
+        self._pings = 0
+        self._next_ping = math.inf
+        self._ping_payload: bytes | None = None
+        self._ping_sent_at = 0.0
+        self._pong_due: float | None = None
+        self._read_paused = False
         self._last_resume = -math.inf
-        self._reader_scope: trio.CancelScope | None = None
-        self._nursery: trio.Nursery | None = None
         self._denial_status = 0
-        self._denial_head: list[tuple[bytes, bytes]] = []
+        self._denial_head: list[tuple[bytes, bytes]] | None = []
         self._opened_at = 0.0
 
     # -- running -------------------------------------------------------------------------
 
     async def run(self, app: ASGIApp) -> None:
-        config = self._conn.config
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._run_app, app)
-            with trio.move_on_after(config.ws_accept_timeout):
-                await self._decided.wait()
-            if not self._decided.is_set():
-                log.warning(
-                    "WebSocket app neither accepted nor rejected %s within %ss; closing",
-                    self.scope["path"],
-                    config.ws_accept_timeout,
-                )
-                await self._send_http_error(503)
-            if self._ws is not None:
-                keepalive = trio.CancelScope()
-                if config.ws_ping_interval:
-                    nursery.start_soon(
-                        self._keepalive, keepalive, config.ws_ping_interval, config.ws_ping_timeout
-                    )
-                await self._read_frames()
-                keepalive.cancel()
-                if self._conn.server.access_log:
-                    ended = self._inbox.ended or (ABNORMAL, "")
-                    log_websocket_close(self, ended[0], time.monotonic() - self._opened_at)
-            # RFC 6455 7.1.1: after the closing handshake the server closes TCP first,
-            # without waiting for the app to return (it hears websocket.disconnect).
-            await self._conn.close_stream()
-        self._nursery = None
+        """Run the app in the connection's nursery and read frames in this task."""
+        conn = self._conn
+        config = conn.config
+        conn.helpers.start_soon(self._run_app, app)
+        with trio.move_on_after(config.ws_accept_timeout):
+            await self._decided.wait()
+        if not self._decided.is_set():
+            log.warning(
+                "WebSocket app neither accepted nor rejected %s within %ss; closing",
+                self.scope["path"],
+                config.ws_accept_timeout,
+            )
+            await self._send_http_error(503)
+        if self._ws is None:
+            return
+        if config.ws_ping_interval:
+            self._next_ping = trio.current_time() + config.ws_ping_interval
+            conn.server.heartbeat.schedule(self._next_ping, self)
+        if self._state != _OPEN:  # the app closed before we even started reading
+            conn.loop_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
+        self._reading = True
+        try:
+            await self._read_frames()
+        finally:
+            # Also when the close-handshake deadline cancelled the read: the peer never
+            # answered our close frame.
+            self._reading = False
+            self._on_lost()
+            if conn.server.access_log:
+                ended = self._inbox.ended or (ABNORMAL, "")
+                log_websocket_close(self, ended[0], time.monotonic() - self._opened_at)
 
     async def _run_app(self, app: ASGIApp) -> None:
         try:
@@ -286,11 +319,14 @@ class WebSocketSession:
             if self._state == _CLOSED and not self._accepted_once:
                 raise ClientDisconnected("the handshake timed out or the client left")
             raise ASGIProtocolError("websocket.accept sent twice or after close")
+        handshake = self._handshake
+        http = self._http
+        assert handshake is not None and http is not None
         subprotocol = message.get("subprotocol")
-        if subprotocol is not None and subprotocol not in self._handshake.subprotocols:
+        if subprotocol is not None and subprotocol not in handshake.subprotocols:
             raise ASGIProtocolError(
                 f"subprotocol {subprotocol!r} was not offered by the client "
-                f"(offered: {self._handshake.subprotocols})"
+                f"(offered: {handshake.subprotocols})"
             )
         try:
             extra = [
@@ -308,23 +344,24 @@ class WebSocketSession:
             [PerMessageDeflate(config.ws_max_size)] if config.ws_per_message_deflate else []
         )
         headers, extensions = accept_headers(
-            self._handshake,
+            handshake,
             subprotocol=subprotocol,
             extra_headers=extra,
             supported_extensions=supported,
         )
         try:
-            head = self._http.accept_switch(headers)
+            head = http.accept_switch(headers)
         except InvalidResponse as exc:
             raise ASGIProtocolError(f"invalid websocket.accept headers: {exc}") from None
         self._ws = WebSocketProtocol(
-            max_message_size=self._conn.config.ws_max_size,
+            max_message_size=config.ws_max_size,
             extensions=extensions,
-            trailing_data=self._http.trailing_data,
+            trailing_data=http.trailing_data,
         )
         # The HTTP state machine and the offer are done with; idle sessions should be small.
         self._conn.http = None
-        self._http = None  # type: ignore[assignment]
+        self._http = None
+        self._handshake = None
         self._state = _OPEN
         self._accepted_once = True
         self._conn.write_timeout = config.ws_send_timeout
@@ -378,6 +415,7 @@ class WebSocketSession:
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         http = self._http
+        assert http is not None
         try:
             data = b""
             if self._denial_head is not None:
@@ -402,6 +440,7 @@ class WebSocketSession:
     async def _send_http_error(self, status: int) -> None:
         self._state = _CLOSED
         self._inbox.end(ABNORMAL, "")
+        assert self._http is not None
         response = self._http.error_response(status)
         try:
             if response is not None and not self._conn.broken:
@@ -436,118 +475,110 @@ class WebSocketSession:
         finally:
             self._state = _CLOSED
         # The reader now only waits for the peer's answering close frame, not forever.
-        if self._reader_scope is not None:
-            self._reader_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
+        if self._reading:
+            conn.loop_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
 
-    async def _keepalive(
-        self, scope: trio.CancelScope, interval: float, pong_timeout: float | None
-    ) -> None:
-        with scope:
-            await self._ping_loop(interval, pong_timeout)
+    # -- keepalive (called by the server's Heartbeat) ------------------------------------
 
-    async def _ping_loop(self, interval: float, pong_timeout: float | None) -> None:
-        """Ping every ``interval``; no matching pong in ``pong_timeout`` closes with 1011."""
+    def tick(self, now: float) -> None:
+        """Ping when due; no matching pong within ``ws_ping_timeout`` closes with 1011."""
+        if self._state != _OPEN or self._closing:
+            return  # over: do not schedule again
+        config = self._conn.config
+        heartbeat = self._conn.server.heartbeat
+        due = self._pong_due
+        if due is not None:
+            if now < due:
+                heartbeat.schedule(due, self)
+            elif self._read_paused or self._last_resume > self._ping_sent_at:
+                # Backpressure held the pong behind unread data: not the peer's fault.
+                self._pong_due = now + (config.ws_ping_timeout or 0)
+                heartbeat.schedule(self._pong_due, self)
+            else:
+                log.info("WebSocket %s: keepalive ping timed out", self.scope["path"])
+                self._conn.helpers.start_soon(self._close, INTERNAL_ERROR, "keepalive ping timeout")
+            return
+        if now < self._next_ping:
+            heartbeat.schedule(self._next_ping, self)
+            return
+        self._pings += 1
+        payload = self._pings.to_bytes(4, "big")  # tells a late pong from the awaited one
+        self._ping_payload = payload
+        self._ping_sent_at = now
+        self._conn.helpers.start_soon(self._send_ping, payload)
+        self._next_ping = now + (config.ws_ping_interval or 0)
+        if config.ws_ping_timeout is not None:
+            self._pong_due = now + config.ws_ping_timeout
+            heartbeat.schedule(min(self._pong_due, self._next_ping), self)
+        else:
+            heartbeat.schedule(self._next_ping, self)
+
+    async def _send_ping(self, payload: bytes) -> None:
         ws = self._ws
         assert ws is not None
         conn = self._conn
-        for count in itertools.count(1):
-            await trio.sleep(interval)
-            payload = count.to_bytes(4, "big")  # distinguishes late pongs of older pings
-            pong = trio.Event()
-            self._awaited_pong = (payload, pong)
-            try:
-                async with conn.writing:
-                    if self._state != _OPEN or self._closing:
-                        return
+        try:
+            async with conn.writing:
+                if self._state == _OPEN and not self._closing:
                     await conn.write(ws.ping(payload))
-            except ClientDisconnected:
-                self._on_write_failure()
-                return
-            if pong_timeout is not None and not await self._pong_arrived(pong, pong_timeout):
-                log.info("WebSocket %s: keepalive ping timed out", self.scope["path"])
-                await self._close(INTERNAL_ERROR, "keepalive ping timeout")
-                return
-
-    async def _pong_arrived(self, pong: trio.Event, seconds: float) -> bool:
-        """Wait ``seconds`` for ``pong``; time spent with reading paused by backpressure does
-        not count (the pong is then stuck behind data we chose not to read yet)."""
-        deadline = trio.current_time() + seconds
-        while True:
-            with trio.move_on_at(deadline):
-                await pong.wait()
-                return True
-            paused = self._read_paused
-            if paused is not None:
-                await paused.wait()
-                deadline = trio.current_time() + seconds
-            elif self._last_resume > deadline - seconds:
-                deadline = self._last_resume + seconds
-            else:
-                return False
+        except ClientDisconnected:
+            self._on_write_failure()
 
     def _on_write_failure(self) -> None:
         """A write failed or timed out: the stream is unusable, stop reading too."""
         self._state = _CLOSED
         self._inbox.end(ABNORMAL, "")
-        if self._reader_scope is not None:
-            self._reader_scope.cancel()
+        if self._reading:
+            self._conn.loop_scope.cancel()
 
     def on_shutdown(self, code: int = GOING_AWAY) -> None:
         """Server shutdown: close with 1001 (1012 for a restart) from a task of our own."""
-        if self._state == _OPEN and self._nursery is not None:
-            self._nursery.start_soon(self._close, code, "")
+        if self._state == _OPEN:
+            self._conn.helpers.start_soon(self._close, code, "")
 
     # -- the reader (runs in the connection's task) --------------------------------------
 
     async def _read_frames(self) -> None:
+        """Parse frames until the connection ends; the app's inbox bounds what is read."""
         ws = self._ws
         assert ws is not None
         conn = self._conn
         inbox = self._inbox
-        with trio.CancelScope() as scope:
-            self._reader_scope = scope
-            if self._state != _OPEN:  # closed before the reader even started
-                scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
-            while True:
-                while not inbox.full or self._state == _CLOSED:
-                    event = ws.next_event()
-                    if event is None:
-                        break
-                    event_type = type(event)
-                    if event_type is str or event_type is bytes:
-                        if self._state == _OPEN:
-                            inbox.put(event)  # type: ignore[arg-type]
-                        # after our close frame, data is read and dropped (RFC 6455 1.4)
-                    elif event_type is PingReceived:
-                        await self._answer_ping(event)  # type: ignore[arg-type]
-                    elif event_type is PongReceived:
-                        # Unsolicited or late pongs are allowed and ignored (RFC 6455 5.5.3).
-                        awaited = self._awaited_pong
-                        if awaited is not None and event.payload == awaited[0]:  # type: ignore[union-attr]
-                            awaited[1].set()
-                    elif event_type is CloseReceived:
-                        await self._on_close_frame(event)  # type: ignore[arg-type]
-                        return
-                    elif event_type is ProtocolFailure:
-                        await self._on_failure(event)  # type: ignore[arg-type]
-                        return
-                    else:
-                        assert event_type is ConnectionLost
-                        self._on_lost()
-                        return
-                if inbox.full and self._state == _OPEN:
-                    resumed = self._read_paused = trio.Event()
-                    try:
-                        await inbox.wait_for_space()
-                    finally:
-                        self._read_paused = None
-                        self._last_resume = trio.current_time()
-                        resumed.set()
-                    continue
-                ws.receive_data(await conn.receive())
-        # Deadline passed: the peer never answered our close frame.
-        self._reader_scope = None
-        self._on_lost()
+        while True:
+            while not inbox.full or self._state == _CLOSED:
+                event = ws.next_event()
+                if event is None:
+                    break
+                event_type = type(event)
+                if event_type is str or event_type is bytes:
+                    if self._state == _OPEN:
+                        inbox.put(event)  # type: ignore[arg-type]
+                    # after our close frame, data is read and dropped (RFC 6455 1.4)
+                elif event_type is PingReceived:
+                    await self._answer_ping(event)  # type: ignore[arg-type]
+                elif event_type is PongReceived:
+                    # Unsolicited or late pongs are allowed and ignored (RFC 6455 5.5.3).
+                    if event.payload == self._ping_payload:  # type: ignore[union-attr]
+                        self._ping_payload = None
+                        self._pong_due = None
+                elif event_type is CloseReceived:
+                    await self._on_close_frame(event)  # type: ignore[arg-type]
+                    return
+                elif event_type is ProtocolFailure:
+                    await self._on_failure(event)  # type: ignore[arg-type]
+                    return
+                else:
+                    assert event_type is ConnectionLost
+                    return
+            if inbox.full and self._state == _OPEN:
+                self._read_paused = True
+                try:
+                    await inbox.wait_for_space()
+                finally:
+                    self._read_paused = False
+                    self._last_resume = trio.current_time()
+                continue
+            ws.receive_data(await conn.receive())
 
     async def _answer_ping(self, event: PingReceived) -> None:
         ws = self._ws
