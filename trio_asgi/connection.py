@@ -40,6 +40,9 @@ RECEIVE_SIZE: Final = 64 * 1024
 # Writes are never shielded and never buffered by us: this is what keeps a stalled reader
 # from pinning a task.
 WRITE_PIECE: Final = 256 * 1024
+# The direct read/write fast paths skip trio's checkpoints when the socket is ready; after
+# this many in a row we yield anyway, so one busy connection cannot starve the others.
+YIELD_EVERY: Final = 16
 # An unread request body is drained (so the connection can be reused) up to this size and
 # for this long; beyond that closing is cheaper than reading.
 DRAIN_LIMIT: Final = 256 * 1024
@@ -139,6 +142,33 @@ class WriteLock:
 class Connection:
     """One client connection: HTTP/1.1 requests in turn, possibly upgraded to WebSocket."""
 
+    # Slots: thousands of idle WebSockets each keep one of these.
+    __slots__ = (
+        "_fd",
+        "_idle",
+        "_linger_scope",
+        "_stream_closed",
+        "_unyielded",
+        "broken",
+        "config",
+        "cycle",
+        "helpers",
+        "http",
+        "info",
+        "last_request",
+        "lingering",
+        "loop_scope",
+        "overloaded",
+        "peer_closed",
+        "requests_served",
+        "server",
+        "stream",
+        "upgrade",
+        "websocket",
+        "write_timeout",
+        "writing",
+    )
+
     def __init__(self, stream: trio.abc.Stream, server: ServerState, info: ConnectionInfo) -> None:
         self.stream = stream
         self.server = server
@@ -154,6 +184,7 @@ class Connection:
             date_header=self.config.date_header,
         )
         self.cycle: HTTPCycle | None = None
+        self.upgrade: h11.Request | None = None  # a WebSocket handshake, briefly
         self.helpers: trio.Nursery  # tasks that help the current request (disconnect watcher)
         self.requests_served = 0
         self.overloaded = False  # over --limit-concurrency in 503 mode: refuse the request
@@ -168,7 +199,7 @@ class Connection:
         self.lingering = False  # the client may still be sending a request we will not read
         self._stream_closed = False
         self._fd = _raw_socket_fd(stream)
-        self._unyielded_writes = 0
+        self._unyielded = 0
 
     # -- raw I/O -----------------------------------------------------------------------------
 
@@ -177,8 +208,27 @@ class Connection:
         if self.peer_closed or self.broken:
             await trio.lowlevel.checkpoint()
             return b""
+        fd = self._fd
         try:
-            data = await self.stream.receive_some(RECEIVE_SIZE)
+            if fd >= 0:
+                # Plain TCP: read the descriptor directly and wait with trio only when it
+                # is empty. Same steps as SocketStream.receive_some, minus three layers of
+                # context managers: ~2 µs less per read, and a few hundred bytes fewer of
+                # suspended frames per idle WebSocket.
+                while True:
+                    try:
+                        data = os.read(fd, RECEIVE_SIZE)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_readable(fd)
+                        self._unyielded = 0
+                        continue
+                    self._unyielded += 1
+                    if self._unyielded >= YIELD_EVERY:  # a peer that always has data
+                        self._unyielded = 0
+                        await trio.lowlevel.checkpoint()
+                    break
+            else:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.broken = True
             data = b""
@@ -206,9 +256,9 @@ class Connection:
                 self.broken = True
                 raise ClientDisconnected("connection closed by peer") from exc
             if sent == len(data):
-                self._unyielded_writes += 1
-                if self._unyielded_writes >= 16:  # let others run even if we never block
-                    self._unyielded_writes = 0
+                self._unyielded += 1
+                if self._unyielded >= YIELD_EVERY:  # let others run even if we never block
+                    self._unyielded = 0
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return
             data = memoryview(data)[sent:]
@@ -263,12 +313,14 @@ class Connection:
         try:
             async with trio.open_nursery() as helpers:
                 self.helpers = helpers
-                upgrade: h11.Request | None = None
+                upgraded = False
                 with self.loop_scope:
-                    upgrade = await self._serve_http()
-                    if upgrade is not None:
-                        await self._serve_websocket(upgrade)
-                if upgrade is not None:
+                    # The upgrade request travels through an attribute, not a local here:
+                    # this frame lives as long as the WebSocket, the request need not.
+                    upgraded = await self._serve_http()
+                    if upgraded:
+                        await self._serve_websocket()
+                if upgraded:
                     # RFC 6455 7.1.1: after the closing handshake the server closes TCP
                     # first, without waiting for the app (it hears websocket.disconnect).
                     await self.close_stream()
@@ -322,8 +374,9 @@ class Connection:
 
     # -- HTTP/1.1 ----------------------------------------------------------------------------
 
-    async def _serve_http(self) -> h11.Request | None:
-        """Serve requests in turn; returns the request if it asks for a WebSocket."""
+    async def _serve_http(self) -> bool:
+        """Serve requests in turn; True (with ``self.upgrade`` set) when one asks for a
+        WebSocket."""
         from .asgi.http import HTTPCycle
 
         proto = self.http
@@ -334,19 +387,20 @@ class Connection:
                 request = await self._next_request(proto, first=first)
             except BadRequest as exc:
                 await self._reject(proto, exc.status, exc.detail, exc.public)
-                return
+                return False
             if request is None:
-                return
+                return False
             if self.overloaded:
                 await self._reject(proto, 503, "over --limit-concurrency", "Server at capacity")
-                return
+                return False
             if request.method == b"CONNECT":
                 await self._reject(proto, 405, "CONNECT", "CONNECT is not supported")
-                return
+                return False
             if proto.websocket_upgrade:
                 # Served by serve(), so that this frame and its locals (h11 state) are gone
                 # while the WebSocket lives on.
-                return request
+                self.upgrade = request
+                return True
             self.requests_served += 1
             limit = self.config.limit_max_requests_per_connection
             self.last_request = limit is not None and self.requests_served >= limit
@@ -359,9 +413,9 @@ class Connection:
                 self.cycle = None
                 self.server.request_served()
             if not cycle.keep_alive or self.last_request or self.server.shutting_down:
-                return
+                return False
             if not await self._prepare_next_cycle(proto, request):
-                return
+                return False
             first = False
 
     async def _next_request(self, proto: HTTP1Protocol, *, first: bool) -> h11.Request | None:
@@ -451,12 +505,13 @@ class Connection:
 
     # -- WebSocket ---------------------------------------------------------------------------
 
-    async def _serve_websocket(self, request: h11.Request) -> None:
+    async def _serve_websocket(self) -> None:
         from .asgi.websocket import WebSocketSession
         from .protocols.websocket import HandshakeError, check_handshake
 
         proto = self.http
-        assert proto is not None
+        request, self.upgrade = self.upgrade, None
+        assert proto is not None and request is not None
         # h11 parks in MIGHT_SWITCH_PROTOCOL only once the (normally empty) request body ended.
         try:
             while True:

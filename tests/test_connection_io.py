@@ -1,0 +1,64 @@
+"""The connection's raw I/O fast paths: direct reads and writes must still share the CPU."""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+
+from trio_asgi import Config
+from trio_asgi.asgi.scope import ConnectionInfo
+from trio_asgi.connection import YIELD_EVERY, Connection, ServerState
+
+
+def connection_on(sock: socket.socket) -> Connection:
+    state = ServerState(app=None, config=Config())  # type: ignore[arg-type]
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    return Connection(stream, state, ConnectionInfo(client=None, server=None))
+
+
+async def test_reads_that_never_block_still_let_other_tasks_run() -> None:
+    ours, peer = socket.socketpair()
+    peer.sendall(b"x" * 100_000)  # always more to read than one read takes
+    conn = connection_on(ours)
+    others = 0
+
+    async def other_task() -> None:
+        nonlocal others
+        while True:
+            others += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        await trio.lowlevel.checkpoint()
+        before = others
+        for _ in range(YIELD_EVERY * 4):
+            assert await conn.receive()  # never blocks: the peer keeps the socket full
+            peer.sendall(b"x" * 1000)
+        assert others - before >= 3
+        nursery.cancel_scope.cancel()
+    peer.close()
+
+
+async def test_writes_that_never_block_still_let_other_tasks_run() -> None:
+    ours, peer = socket.socketpair()
+    conn = connection_on(ours)
+    others = 0
+
+    async def other_task() -> None:
+        nonlocal others
+        while True:
+            others += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        await trio.lowlevel.checkpoint()
+        before = others
+        for _ in range(YIELD_EVERY * 4):
+            await conn.send(b"y" * 10)
+        assert others - before >= 3
+        nursery.cancel_scope.cancel()
+    assert peer.recv(1000) == b"y" * 10 * YIELD_EVERY * 4
+    peer.close()
