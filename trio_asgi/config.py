@@ -7,11 +7,14 @@ on the command line without existing in ``Config`` (and vice versa).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .access_log import DEFAULT_ACCESS_FORMAT, DEFAULT_WS_ACCESS_FORMAT, compile_format
 from .errors import ConfigError
+from .proxy import TrustedProxies
 
 Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
 ConcurrencyMode = Literal["backlog", "503"]
@@ -31,11 +34,13 @@ def setting(
     metavar: str | None = None,
     parse: Callable[[str], Any] | None = None,
     switch: bool = True,
+    shown: str | None = None,
 ) -> Any:
     """A dataclass field that also describes its command-line option (flag = field name).
 
     Booleans become ``--name/--no-name`` switches, unless ``switch=False`` (then the flag
-    takes ``true``/``false``, where Uvicorn spells it that way).
+    takes ``true``/``false``, where Uvicorn spells it that way). ``shown`` is the default
+    as ``--help`` should describe it, when the value itself would mislead.
     """
     return field(
         default=default,
@@ -46,6 +51,7 @@ def setting(
             "metavar": metavar,
             "parse": parse,
             "switch": switch,
+            "shown": shown,
         },
     )
 
@@ -141,6 +147,46 @@ class Config:
     )
     access_log: bool = setting(
         True, "One line per request and per WebSocket session.", group="logging"
+    )
+    # -- logging: trio_asgi/log_config.py, trio_asgi/access_log.py (README: "Logging") -----
+    log_config: str | None = setting(
+        None,
+        "logging.config.dictConfig file (.json or .toml) replacing the default handlers; "
+        "--log-level and --access-log still set the two loggers' levels unless it does.",
+        group="logging",
+        metavar="FILE",
+        parse=str,
+    )
+    access_log_format: str = setting(
+        DEFAULT_ACCESS_FORMAT,
+        "Access-log line for an HTTP request: text with {atom} fields and Python format "
+        "specs (README: 'Access log format' lists the atoms).",
+        group="logging",
+        metavar="FORMAT",
+    )
+    access_log_ws_format: str = setting(
+        DEFAULT_WS_ACCESS_FORMAT,
+        "Access-log line written when a WebSocket session ends. Setting it also drops the "
+        "'open' line, for one line per session.",
+        group="logging",
+        metavar="FORMAT",
+    )
+
+    # -- behind a proxy: trio_asgi/proxy.py (README: "Behind a proxy") ----------------------
+    proxy_headers: bool = setting(
+        False,
+        "Take the client address, scheme and host from Forwarded / X-Forwarded-* headers, "
+        "only from peers listed in --forwarded-allow-ips.",
+        group="proxy",
+    )
+    forwarded_allow_ips: str | None = setting(
+        None,
+        "Comma-separated IP addresses and networks (CIDR) of the proxies to trust; '*' for "
+        "every peer, 'unix' for unix-socket peers.",
+        group="proxy",
+        metavar="IPS",
+        parse=str,
+        shown="$FORWARDED_ALLOW_IPS, else 127.0.0.1",
     )
 
     # -- HTTP ---------------------------------------------------------------------------------
@@ -281,6 +327,9 @@ class Config:
     )
 
     def __post_init__(self) -> None:
+        if self.forwarded_allow_ips is None:  # Uvicorn's variable, read as Uvicorn reads it
+            trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+            object.__setattr__(self, "forwarded_allow_ips", trusted)
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
@@ -309,6 +358,10 @@ class Config:
             "ws_accept_timeout",
             "ws_send_timeout",
         )
+        _check_logging_and_proxy(self)
+        for conflicts, message in CONFLICTS:
+            if conflicts(self):
+                raise ConfigError(message)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (validated like a new Config)."""
@@ -332,3 +385,45 @@ def _non_negative(config: Config, *names: str) -> None:
         # `not value >= 0` also rejects NaN.
         if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
             raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+
+def _check_logging_and_proxy(config: Config) -> None:
+    for name, kind in (("access_log_format", "http"), ("access_log_ws_format", "websocket")):
+        value = getattr(config, name)
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, not {value!r}")
+        try:
+            compile_format(value, kind)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    if not isinstance(config.forwarded_allow_ips, str):
+        raise ConfigError(
+            f"forwarded_allow_ips must be a string, not {config.forwarded_allow_ips!r}"
+        )
+    try:
+        TrustedProxies(config.forwarded_allow_ips)
+    except ValueError as exc:
+        raise ConfigError(f"forwarded_allow_ips: {exc}") from None
+    if config.log_config is not None and not os.path.isfile(config.log_config):
+        raise ConfigError(f"log_config: no such file: {config.log_config}")
+
+
+# Settings that contradict each other: (test, message), checked after every single setting
+# was validated. A setting that only has no effect is not listed (a config file may set it
+# for the day another option is switched on); these are combinations that cannot have meant
+# what they say.
+CONFLICTS: list[tuple[Callable[[Config], bool], str]] = [
+    (
+        lambda c: c.limit_concurrency_mode == "503" and c.limit_concurrency is None,
+        "limit_concurrency_mode '503' needs limit_concurrency: without a limit nothing "
+        "is ever answered with 503",
+    ),
+    (
+        lambda c: c.proxy_headers and not _trusts_anyone(c.forwarded_allow_ips),
+        "proxy_headers needs at least one trusted proxy in forwarded_allow_ips",
+    ),
+]
+
+
+def _trusts_anyone(spec: str | None) -> bool:
+    return TrustedProxies(spec or "").anyone

@@ -28,6 +28,7 @@ from .listeners import (
     open_listeners,
     stream_addresses,
 )
+from .proxy import ProxyHeaders, TrustedProxies
 
 log = logging.getLogger("trio_asgi.error")
 
@@ -62,6 +63,9 @@ class Server:
         self.lifespan = Lifespan(self.state.app, self.config.lifespan, self.state.lifespan_state)
         self.state.on_request_limit = self.request_shutdown
         self._http_extensions = http_extensions(self.config)
+        self._proxy: ProxyHeaders | None = None
+        if self.config.proxy_headers:
+            self._proxy = ProxyHeaders(TrustedProxies(self.config.forwarded_allow_ips or ""))
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (idempotent). Safe to call from any trio task."""
@@ -146,11 +150,13 @@ class Server:
         if addresses is None:  # the client left before we got to it
             await trio.aclose_forcefully(stream)
             return
+        proxy = self._proxy
         info = ConnectionInfo(
             client=addresses[0],
             server=addresses[1],
             root_path=self.config.root_path,
             http_extensions=self._http_extensions,
+            proxy=proxy if proxy is not None and proxy.trusts_peer(addresses[0]) else None,
         )
         connection = Connection(stream, self.state, info)
         limit = self.config.limit_concurrency

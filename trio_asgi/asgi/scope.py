@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
 
 import h11
+
+if TYPE_CHECKING:
+    from ..proxy import ProxyHeaders
 
 ASGI_VERSION: Final = "3.0"
 SPEC_VERSION: Final = "2.5"
@@ -24,6 +27,9 @@ class ConnectionInfo:
     secure: bool = False
     root_path: str = ""
     http_extensions: dict[str, dict[object, object]] = field(default_factory=dict)
+    # Set only when --proxy-headers is on and this peer is a trusted proxy (decided once per
+    # connection): then each scope is corrected from the proxy's headers.
+    proxy: ProxyHeaders | None = None
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -47,7 +53,7 @@ def decode_path(raw_path: bytes) -> str:
 def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]) -> dict[str, Any]:
     raw_path, query = split_target(request.target)
     root = info.root_path
-    return {
+    scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
         "http_version": request.http_version.decode("ascii"),
@@ -63,6 +69,9 @@ def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]
         "state": state.copy(),
         "extensions": {name: dict(value) for name, value in info.http_extensions.items()},
     }
+    if info.proxy is not None:
+        info.proxy.apply(scope)
+    return scope
 
 
 def websocket_scope(
@@ -70,7 +79,7 @@ def websocket_scope(
 ) -> dict[str, Any]:
     raw_path, query = split_target(request.target)
     root = info.root_path
-    return {
+    scope: dict[str, Any] = {
         "type": "websocket",
         "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
         "http_version": request.http_version.decode("ascii"),
@@ -86,3 +95,6 @@ def websocket_scope(
         "state": state.copy(),
         "extensions": {"websocket.http.response": {}},
     }
+    if info.proxy is not None:
+        info.proxy.apply(scope)
+    return scope
