@@ -2,7 +2,8 @@
 
 Two loggers, as operators of other ASGI servers expect: ``trio_asgi.error`` for the server's
 own messages (to stderr) and ``trio_asgi.access`` for one line per request or WebSocket
-session (to stdout).
+session (to stdout). The lines' formats live in ``access_log.py``, ``--log-config`` in
+``log_config.py``.
 """
 
 from __future__ import annotations
