@@ -74,16 +74,33 @@ class AccessLine:
 
 
 # -- atoms -------------------------------------------------------------------------------------
+# Each is one function of the line; they are called once per rendered line, so they avoid
+# calling each other.
+
+
+def _client(line: AccessLine) -> str:
+    client = line.scope["client"]
+    if client is None:
+        return MISSING
+    host, port = client
+    if port is None:
+        return host  # type: ignore[no-any-return]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _client_host(line: AccessLine) -> str:
     client = line.scope["client"]
-    return client[0] if client else MISSING
+    return client[0] if client else MISSING  # type: ignore[no-any-return]
 
 
 def _client_port(line: AccessLine) -> int | str:
     client = line.scope["client"]
-    return client[1] if client and client[1] is not None else MISSING
+    return client[1] if client and client[1] is not None else MISSING  # type: ignore[no-any-return]
+
+
+def _path(line: AccessLine) -> str:
+    path: str = line.scope["path"]
+    return path if path.isprintable() else printable(path)
 
 
 def _query(line: AccessLine) -> str:
@@ -91,31 +108,30 @@ def _query(line: AccessLine) -> str:
 
 
 def _target(line: AccessLine) -> str:
-    query = line.scope["query_string"]
-    path = line.scope["path"]
-    return printable(path + "?" + query.decode("latin-1") if query else path)
-
-
-def _method(line: AccessLine) -> str:
-    return line.scope.get("method", "GET")  # type: ignore[no-any-return]
+    scope = line.scope
+    query = scope["query_string"]
+    target: str = scope["path"] + "?" + query.decode("latin-1") if query else scope["path"]
+    return target if target.isprintable() else printable(target)
 
 
 def _request_line(line: AccessLine) -> str:
-    return f"{_method(line)} {_target(line)} HTTP/{line.scope['http_version']}"
+    scope = line.scope
+    query = scope["query_string"]
+    target: str = scope["path"] + "?" + query.decode("latin-1") if query else scope["path"]
+    if not target.isprintable():
+        target = printable(target)
+    return f"{scope.get('method', 'GET')} {target} HTTP/{scope['http_version']}"
 
 
 Atom = Callable[[AccessLine], object]
 
 # name -> (getter, what it is); the descriptions are what the README lists.
 COMMON_ATOMS: Final[dict[str, tuple[Atom, str]]] = {
-    "client": (
-        lambda line: format_address(line.scope["client"]),
-        "client address, host:port ([v6]:port); '-' if unknown",
-    ),
+    "client": (_client, "client address, host:port ([v6]:port); '-' if unknown"),
     "client_host": (_client_host, "client IP address (or '-')"),
     "client_port": (_client_port, "client port (or '-'; 0 when a proxy did not say)"),
-    "method": (_method, "request method (GET for WebSocket)"),
-    "path": (lambda line: printable(line.scope["path"]), "path, percent-decoded, with root_path"),
+    "method": (lambda line: line.scope.get("method", "GET"), "request method (GET: WebSocket)"),
+    "path": (_path, "path, percent-decoded, with root_path"),
     "query": (_query, "query string, without '?' (empty if none)"),
     "target": (_target, "path?query, as in the request line"),
     "request_line": (_request_line, "METHOD path?query HTTP/version"),
@@ -139,6 +155,16 @@ WS_ATOMS: Final[dict[str, tuple[Atom, str]]] = {
 HEADER_ATOMS: Final = ("request_header", "response_header")
 
 
+def _header_atom(kind: str, name: bytes) -> Atom:
+    def request_header(line: AccessLine) -> str:
+        return _header(line.scope["headers"], name)
+
+    def response_header(line: AccessLine) -> str:
+        return _header(line.response_headers, name)
+
+    return request_header if kind == "request_header" else response_header
+
+
 def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
     values = [value for key, value in headers if key.lower() == name]
     if not values:
@@ -147,34 +173,17 @@ def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str:
 
 
 class AccessFormat:
-    """A compiled format: the template and the atoms it names, nothing else is computed."""
+    """A compiled format: a template with positional fields and one getter per field, so a
+    line computes exactly what its format names."""
 
-    __slots__ = ("atoms", "request_headers", "response_headers", "template")
+    __slots__ = ("getters", "template")
 
-    def __init__(
-        self,
-        template: str,
-        atoms: list[tuple[str, Atom]],
-        request_headers: list[tuple[str, bytes]],
-        response_headers: list[tuple[str, bytes]],
-    ) -> None:
+    def __init__(self, template: str, getters: tuple[Atom, ...]) -> None:
         self.template = template
-        self.atoms = atoms
-        self.request_headers = request_headers
-        self.response_headers = response_headers
+        self.getters = getters
 
     def render(self, line: AccessLine) -> str:
-        values: dict[str, object] = {name: get(line) for name, get in self.atoms}
-        if self.request_headers:
-            headers = line.scope["headers"]
-            values["request_header"] = {
-                key: _header(headers, name) for key, name in self.request_headers
-            }
-        if self.response_headers:
-            values["response_header"] = {
-                key: _header(line.response_headers, name) for key, name in self.response_headers
-            }
-        return self.template.format_map(values)
+        return self.template.format(*[get(line) for get in self.getters])
 
 
 @functools.lru_cache(maxsize=64)
@@ -182,50 +191,54 @@ def compile_format(template: str, kind: str) -> AccessFormat:
     """Compile an access-log format for ``"http"`` or ``"websocket"`` lines; ``ValueError``
     with a one-line reason if it names an unknown atom or cannot render."""
     known = HTTP_ATOMS if kind == "http" else WS_ATOMS
-    atoms: dict[str, Atom] = {}
-    headers: dict[str, dict[str, bytes]] = {"request_header": {}, "response_header": {}}
     try:
-        parsed = [(field, spec) for _, field, spec, _ in string.Formatter().parse(template)]
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ValueError(f"{exc} (write {{{{ and }}}} for literal braces)") from None
-    fields = [field for field, _ in parsed if field is not None]
-    if any("{" in spec for _, spec in parsed if spec):
-        raise ValueError("a format spec cannot contain {fields}")
-    if any(not field or field[0].isdigit() for field in fields):
-        raise ValueError("positional fields ({} or {0}) are not atoms; name one, e.g. {status}")
-    for field in fields:
-        name, bracket, rest = field.partition("[")
-        if bracket:
-            key = rest[:-1]
-            if (
-                name not in HEADER_ATOMS
-                or not rest.endswith("]")
-                or not key
-                or any(c in key for c in "[]. ")
-            ):
-                raise ValueError(
-                    f"{{{field}}} is not an atom; headers are {{request_header[name]}}"
-                )
-            if name == "response_header" and kind != "http":
-                raise ValueError(f"{{{field}}}: WebSocket lines have no response headers")
-            headers[name][key] = key.lower().encode("latin-1")
+    pieces: list[str] = []
+    getters: list[Atom] = []
+    slots: dict[str, int] = {}  # an atom named twice is computed once
+    for literal, field, spec, conversion in parsed:
+        pieces.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is None:
             continue
-        if name not in known:
-            hint = "; headers are {request_header[name]}" if name in HEADER_ATOMS else ""
-            raise ValueError(f"unknown atom {{{field}}} (known: {', '.join(sorted(known))}){hint}")
-        atoms[name] = known[name][0]
-    compiled = AccessFormat(
-        template,
-        list(atoms.items()),
-        list(headers["request_header"].items()),
-        list(headers["response_header"].items()),
-    )
+        if not field or field[0].isdigit():
+            raise ValueError("positional fields ({} or {0}) are not atoms; name one: {status}")
+        if spec and "{" in spec:
+            raise ValueError("a format spec cannot contain {fields}")
+        if field not in slots:
+            slots[field] = len(getters)
+            getters.append(_atom(field, kind, known))
+        conversion_text = f"!{conversion}" if conversion else ""
+        spec_text = f":{spec}" if spec else ""
+        pieces.append(f"{{{slots[field]}{conversion_text}{spec_text}}}")
+    compiled = AccessFormat("".join(pieces), tuple(getters))
     for sample in _samples(compiled, kind):
         try:
             str(sample)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise ValueError(f"cannot render {template!r}: {exc}") from None
     return compiled
+
+
+def _atom(field: str, kind: str, known: dict[str, tuple[Atom, str]]) -> Atom:
+    name, bracket, rest = field.partition("[")
+    if bracket:
+        key = rest[:-1]
+        if (
+            name not in HEADER_ATOMS
+            or not rest.endswith("]")
+            or not key
+            or any(c in key for c in "[] ")
+        ):
+            raise ValueError(f"{{{field}}} is not an atom; use {{request_header[name]}}")
+        if name == "response_header" and kind != "http":
+            raise ValueError(f"{{{field}}}: WebSocket lines have no response headers")
+        return _header_atom(name, key.lower().encode("latin-1"))
+    if name not in known:
+        hint = "; headers are {request_header[name]}" if name in HEADER_ATOMS else ""
+        raise ValueError(f"unknown atom {{{field}}} (known: {', '.join(sorted(known))}){hint}")
+    return known[name][0]
 
 
 def _samples(compiled: AccessFormat, kind: str) -> list[AccessLine]:
