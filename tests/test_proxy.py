@@ -9,7 +9,7 @@ import pytest
 
 from trio_asgi import Config, ConfigError
 from trio_asgi.asgi.scope import ConnectionInfo, http_scope, websocket_scope
-from trio_asgi.cli import parse_args
+from trio_asgi.cli import build_parser, parse_args
 from trio_asgi.proxy import (
     ProxyHeaders,
     TrustedProxies,
@@ -539,6 +539,8 @@ def test_forwarded_allow_ips_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert config.forwarded_allow_ips == "10.0.0.0/8,unix"
     _, config = parse_args(["m:app", "--forwarded-allow-ips", "*"])  # the flag wins
     assert config.forwarded_allow_ips == "*"
+    help_text = " ".join(build_parser().format_help().split())
+    assert "(default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)" in help_text
 
 
 async def test_forwarded_allow_ips_from_the_environment_applies(
@@ -567,3 +569,19 @@ async def test_test_client_reports_app_errors_behind_proxy_headers() -> None:
     async with TestClient(app, proxy_headers=True) as client:
         with pytest.raises(RuntimeError, match="boom"):
             await client.get("/", headers=[("X-Forwarded-For", "unknown")])
+
+
+async def test_wsgi_apps_see_the_forwarded_values() -> None:
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        keys = ("REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme", "HTTP_HOST")
+        return [" ".join(str(environ.get(key)) for key in keys).encode()]
+
+    async with TestClient(wsgi_app, interface="wsgi", proxy_headers=True) as client:
+        response = await client.get(
+            "/",
+            headers=[
+                ("Forwarded", 'for="[2001:db8::1]:4711";proto=https;host=example.com'),
+            ],
+        )
+    assert response.text == "2001:db8::1 4711 https example.com"

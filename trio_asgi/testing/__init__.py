@@ -70,7 +70,8 @@ __all__ = [
 
 # Port numbers handed to in-memory connections, so each has its own scope["client"].
 _FIRST_CLIENT_PORT = 50000
-# The client address of the connection the current task serves. scope["client"] names the
+# The client address of the connection the current task serves, set when the server starts
+# serving it (the app runs in that task or in its children). scope["client"] names the
 # connection too, except behind --proxy-headers, where it is the forwarded client.
 _CONNECTION: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar("connection")
 
