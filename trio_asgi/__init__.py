@@ -35,6 +35,6 @@ def run(app: Any, config: Config | None = None, **options: Any) -> None:
         config = Config(**options)
     elif options:
         config = config.replace(**options)
-    configure_logging(config.log_level, access_log=config.access_log)
+    configure_logging(config.log_level, access_log=config.access_log, config_file=config.log_config)
     server = Server(app, config)
     trio.run(functools.partial(server.serve, handle_signals=True))

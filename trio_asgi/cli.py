@@ -18,6 +18,7 @@ import trio
 from ._version import __version__
 from .app_loader import load_app
 from .config import Config
+from .config_file import load_config_file
 from .errors import AppLoadError, BindError, ConfigError, StartupFailed
 from .logging import configure_logging, error_logger
 from .server import Server
@@ -33,6 +34,7 @@ _GROUP_TITLES = {
     "tls": "TLS",
     "application": "application",
     "logging": "logging",
+    "proxy": "behind a proxy",
     "http": "HTTP",
     "websocket": "WebSocket",
     "limits": "limits",
@@ -61,8 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an ASGI application on trio.",
         epilog="Example: trio-asgi examples.echo:app --port 8000",
     )
-    parser.add_argument("app", metavar="APP", help='the application, as "module:attribute"')
+    parser.add_argument(
+        "app",
+        metavar="APP",
+        nargs="?",
+        default=None,
+        help='the application, as "module:attribute" (or "app" in the --config file)',
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file of settings (its [tool.trio_asgi] table, else the top level; keys "
+        "are option names); options given here override it. README: 'Configuration file'.",
+    )
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(Config):
         meta = f.metadata
@@ -76,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         group = groups[group_name]
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
         default = f.default
-        help_text = f"{meta['help']} (default: {_show(default, meta['switch'])})"
+        shown = meta.get("shown") or _show(default, meta["switch"])
+        help_text = f"{meta['help']} (default: {shown})"
         if isinstance(default, bool) and meta["switch"]:
             group.add_argument(
                 _flag(f.name), action=argparse.BooleanOptionalAction, help=help_text, **kwargs
@@ -122,8 +137,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, Config]:
     """The APP target and a validated Config, or exit 2 with one line."""
     namespace = vars(build_parser().parse_args(argv))
     target = namespace.pop("app")
+    config_file = namespace.pop("config")
+    settings: dict[str, Any] = {}
     try:
-        config = Config(**namespace)
+        if config_file is not None:
+            file_target, settings = load_config_file(config_file)
+            target = target or file_target
+        if target is None:
+            fail("the following arguments are required: APP (or 'app' in --config)", EXIT_USAGE)
+        config = Config(**{**settings, **namespace})  # the command line wins
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     return target, config
@@ -131,7 +153,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, Config]:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     target, config = parse_args(argv)
-    configure_logging(config.log_level, access_log=config.access_log)
+    try:
+        configure_logging(
+            config.log_level, access_log=config.access_log, config_file=config.log_config
+        )
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
     try:
         app = load_app(target, factory=config.factory, app_dir=config.app_dir)
         server = Server(app, config)  # checks --interface against the app, loads TLS files

@@ -7,13 +7,16 @@ on the command line without existing in ``Config`` (and vice versa).
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .access_log import DEFAULT_ACCESS_FORMAT, DEFAULT_WS_ACCESS_FORMAT, compile_format
 from .binds import Bind, parse_bind
 from .errors import ConfigError
+from .proxy import TrustedProxies
 
 Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
 ConcurrencyMode = Literal["backlog", "503"]
@@ -36,12 +39,15 @@ def setting(
     switch: bool = True,
     cli: bool = True,
     repr: bool = True,
+    shown: str | None = None,
 ) -> Any:
     """A dataclass field that also describes its command-line option (flag = field name).
 
     Booleans become ``--name/--no-name`` switches, unless ``switch=False`` (then the flag
     takes ``true``/``false``, where Uvicorn spells it that way). Tuples become repeatable
     options. ``cli=False`` marks the few settings only Python can give (objects, not text).
+    ``shown`` is the default as ``--help`` should describe it, when the value itself would
+    mislead.
     """
     return field(
         default=default,
@@ -54,6 +60,7 @@ def setting(
             "metavar": metavar,
             "parse": parse,
             "switch": switch,
+            "shown": shown,
         },
     )
 
@@ -253,6 +260,46 @@ class Config:
     access_log: bool = setting(
         True, "One line per request and per WebSocket session.", group="logging"
     )
+    # -- logging: trio_asgi/log_config.py, trio_asgi/access_log.py (README: "Logging") -----
+    log_config: str | None = setting(
+        None,
+        "logging.config.dictConfig file (.json or .toml) replacing the default handlers; "
+        "--log-level and --access-log still set the two loggers' levels unless it does.",
+        group="logging",
+        metavar="FILE",
+        parse=str,
+    )
+    access_log_format: str = setting(
+        DEFAULT_ACCESS_FORMAT,
+        "Access-log line for an HTTP request: text with {atom} fields and Python format "
+        "specs (README: 'Access log format' lists the atoms).",
+        group="logging",
+        metavar="FORMAT",
+    )
+    access_log_ws_format: str = setting(
+        DEFAULT_WS_ACCESS_FORMAT,
+        "Access-log line written when a WebSocket session ends. Setting it also drops the "
+        "'open' line, for one line per session.",
+        group="logging",
+        metavar="FORMAT",
+    )
+
+    # -- behind a proxy: trio_asgi/proxy.py (README: "Behind a proxy") ----------------------
+    proxy_headers: bool = setting(
+        False,
+        "Take the client address, scheme and host from Forwarded / X-Forwarded-* headers, "
+        "only from peers listed in --forwarded-allow-ips.",
+        group="proxy",
+    )
+    forwarded_allow_ips: str | None = setting(
+        None,
+        "Comma-separated IP addresses and networks (CIDR) of the proxies to trust; '*' for "
+        "every peer, 'unix' for unix-socket peers.",
+        group="proxy",
+        metavar="IPS",
+        parse=str,
+        shown="$FORWARDED_ALLOW_IPS, else 127.0.0.1",
+    )
 
     # -- HTTP ---------------------------------------------------------------------------------
     server_header: bool = setting(True, "Add 'Server: trio-asgi' to responses.", group="http")
@@ -392,6 +439,9 @@ class Config:
     )
 
     def __post_init__(self) -> None:
+        if self.forwarded_allow_ips is None:  # Uvicorn's variable, read as Uvicorn reads it
+            trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+            object.__setattr__(self, "forwarded_allow_ips", trusted)
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
@@ -421,6 +471,10 @@ class Config:
             "ws_send_timeout",
         )
         _check_binds_and_tls(self)
+        _check_logging_and_proxy(self)
+        for conflicts, message in CONFLICTS:
+            if conflicts(self):
+                raise ConfigError(message)
 
     @property
     def uses_tls(self) -> bool:
@@ -515,3 +569,45 @@ def _check_binds_and_tls(config: Config) -> None:
     timeout = config.timeout_tls_handshake
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
         raise ConfigError(f"timeout_tls_handshake must be a number of seconds > 0, not {timeout!r}")
+
+
+def _check_logging_and_proxy(config: Config) -> None:
+    for name, kind in (("access_log_format", "http"), ("access_log_ws_format", "websocket")):
+        value = getattr(config, name)
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, not {value!r}")
+        try:
+            compile_format(value, kind)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    if not isinstance(config.forwarded_allow_ips, str):
+        raise ConfigError(
+            f"forwarded_allow_ips must be a string, not {config.forwarded_allow_ips!r}"
+        )
+    try:
+        TrustedProxies(config.forwarded_allow_ips)
+    except ValueError as exc:
+        raise ConfigError(f"forwarded_allow_ips: {exc}") from None
+    if config.log_config is not None and not os.path.isfile(config.log_config):
+        raise ConfigError(f"log_config: no such file: {config.log_config}")
+
+
+# Settings that contradict each other: (test, message), checked after every single setting
+# was validated. A setting that only has no effect is not listed (a config file may set it
+# for the day another option is switched on); these are combinations that cannot have meant
+# what they say.
+CONFLICTS: list[tuple[Callable[[Config], bool], str]] = [
+    (
+        lambda c: c.limit_concurrency_mode == "503" and c.limit_concurrency is None,
+        "limit_concurrency_mode '503' needs limit_concurrency: without a limit nothing "
+        "is ever answered with 503",
+    ),
+    (
+        lambda c: c.proxy_headers and not _trusts_anyone(c.forwarded_allow_ips),
+        "proxy_headers needs at least one trusted proxy in forwarded_allow_ips",
+    ),
+]
+
+
+def _trusts_anyone(spec: str | None) -> bool:
+    return TrustedProxies(spec or "").anyone

@@ -2,7 +2,8 @@
 
 Two loggers, as operators of other ASGI servers expect: ``trio_asgi.error`` for the server's
 own messages (to stderr) and ``trio_asgi.access`` for one line per request or WebSocket
-session (to stdout).
+session (to stdout). The lines' formats live in ``access_log.py``, ``--log-config`` in
+``log_config.py``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,22 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+from .access_log import (
+    DEFAULT_WS_ACCESS_FORMAT,
+    AccessLine,
+    compile_format,
+    format_address,
+    printable,
+)
+
 if TYPE_CHECKING:
     from .asgi.http import HTTPCycle
     from .asgi.websocket import WebSocketSession
 
 error_logger = logging.getLogger("trio_asgi.error")
 access_logger = logging.getLogger("trio_asgi.access")
+
+DEFAULT_HANDLER = "trio_asgi.default"
 
 LEVELS = {
     "critical": logging.CRITICAL,
@@ -27,12 +38,23 @@ LEVELS = {
 }
 
 
-def configure_logging(level: str, *, access_log: bool = True) -> None:
-    """Default handlers for the command line and ``run()``; left alone if already set up."""
+def configure_logging(
+    level: str, *, access_log: bool = True, config_file: str | None = None
+) -> None:
+    """Default handlers for the command line and ``run()``; left alone if already set up.
+
+    ``config_file`` (``--log-config``) replaces them: see ``log_config.apply_log_config``.
+    """
+    if config_file is not None:
+        from .log_config import apply_log_config
+
+        apply_log_config(config_file, level, access_log=access_log)
+        return
     formatter = logging.Formatter("%(levelname)s:  %(message)s")
     for logger, stream in ((error_logger, sys.stderr), (access_logger, sys.stdout)):
         if not logger.handlers:
             handler = logging.StreamHandler(stream)
+            handler.set_name(DEFAULT_HANDLER)  # so that --log-config can take it away
             handler.setFormatter(formatter)
             logger.addHandler(handler)
         logger.propagate = False
@@ -40,42 +62,29 @@ def configure_logging(level: str, *, access_log: bool = True) -> None:
     access_logger.setLevel(logging.INFO if access_log else logging.WARNING)
 
 
-def format_address(address: tuple[str, int | None] | None) -> str:
-    if address is None:
-        return "-"
-    host, port = address
-    if port is None:
-        return host
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def log_http_access(cycle: HTTPCycle, duration: float) -> None:
-    scope = cycle.scope
-    query = scope["query_string"]
-    target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+    line_format = compile_format(cycle._conn.config.access_log_format, "http")  # cached
     access_logger.info(
-        '%s - "%s %s HTTP/%s" %d %d %.1fms',
-        format_address(scope["client"]),
-        scope["method"],
-        target,
-        scope["http_version"],
-        cycle.status,
-        cycle.bytes_sent,
-        duration * 1000,
+        AccessLine(
+            line_format,
+            cycle.scope,
+            duration,
+            status=cycle.status,
+            size=cycle.bytes_sent,
+            response_headers=cycle._head,
+        )
     )
 
 
 def log_websocket_open(session: WebSocketSession) -> None:
+    if session._conn.config.access_log_ws_format != DEFAULT_WS_ACCESS_FORMAT:
+        return  # a custom format means one line per session, written when it ends
     scope = session.scope
-    access_logger.info('%s - "WebSocket %s" open', format_address(scope["client"]), scope["path"])
+    access_logger.info(
+        '%s - "WebSocket %s" open', format_address(scope["client"]), printable(scope["path"])
+    )
 
 
 def log_websocket_close(session: WebSocketSession, code: int, duration: float) -> None:
-    scope = session.scope
-    access_logger.info(
-        '%s - "WebSocket %s" closed %d after %.1fs',
-        format_address(scope["client"]),
-        scope["path"],
-        code,
-        duration,
-    )
+    line_format = compile_format(session._conn.config.access_log_ws_format, "websocket")
+    access_logger.info(AccessLine(line_format, session.scope, duration, close_code=code))

@@ -30,6 +30,7 @@ from .listeners import (
     stream_addresses,
 )
 from .logging import format_address
+from .proxy import ProxyHeaders, TrustedProxies
 from .tls import ServerTLS, handshake, load_server_tls, tls_details
 
 log = logging.getLogger("trio_asgi.error")
@@ -68,6 +69,9 @@ class Server:
         # TLS files are loaded here, so that a bad one is a usage error before serving.
         self.tls: ServerTLS | None = load_server_tls(self.config)
         self._handshakes: set[trio.CancelScope] = set()  # cancelled when shutdown begins
+        self._proxy: ProxyHeaders | None = None
+        if self.config.proxy_headers:
+            self._proxy = ProxyHeaders(TrustedProxies(self.config.forwarded_allow_ips or ""))
 
     def request_shutdown(self) -> None:
         """Begin a graceful shutdown (idempotent). Safe to call from any trio task."""
@@ -164,6 +168,7 @@ class Server:
             if self.tls is not None and stream.context is self.tls.context:
                 server_cert = self.tls.server_cert
             tls = tls_details(stream, server_cert)
+        proxy = self._proxy
         info = ConnectionInfo(
             client=addresses[0],
             server=addresses[1],
@@ -171,6 +176,7 @@ class Server:
             root_path=self.config.root_path,
             http_extensions=self._http_extensions,
             tls=tls,
+            proxy=proxy if proxy is not None and proxy.trusts_peer(addresses[0]) else None,
         )
         connection = Connection(stream, self.state, info)
         limit = self.config.limit_concurrency

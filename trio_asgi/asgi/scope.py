@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 import h11
 
 if TYPE_CHECKING:
+    from ..proxy import ProxyHeaders
     from ..tls import TLSDetails
 
 ASGI_VERSION: Final = "3.0"
@@ -28,6 +29,9 @@ class ConnectionInfo:
     root_path: str = ""
     http_extensions: dict[str, dict[object, object]] = field(default_factory=dict)
     tls: TLSDetails | None = None  # TLS connections only: the ASGI "tls" extension
+    # Set only when --proxy-headers is on and this peer is a trusted proxy (decided once per
+    # connection): then each scope is corrected from the proxy's headers.
+    proxy: ProxyHeaders | None = None
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -61,7 +65,7 @@ def _scope(
     root = info.root_path
     if info.tls is not None:
         extensions["tls"] = info.tls.scope_extension()
-    return {
+    scope: dict[str, Any] = {
         "type": kind,
         "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
         "http_version": request.http_version.decode("ascii"),
@@ -76,6 +80,9 @@ def _scope(
         "state": state.copy(),
         "extensions": extensions,
     }
+    if info.proxy is not None:
+        info.proxy.apply(scope)
+    return scope
 
 
 def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ server on a real loopback port for third-party clients.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import json as jsonlib
 from collections import deque
@@ -69,6 +70,10 @@ __all__ = [
 
 # Port numbers handed to in-memory connections, so each has its own scope["client"].
 _FIRST_CLIENT_PORT = 50000
+# The client address of the connection the current task serves, set when the server starts
+# serving it (the app runs in that task or in its children). scope["client"] names the
+# connection too, except behind --proxy-headers, where it is the forwarded client.
+_CONNECTION: contextvars.ContextVar[tuple[str, int]] = contextvars.ContextVar("connection")
 
 
 class ClientTimeout(trio.TooSlowError):
@@ -222,6 +227,13 @@ class TestClient(_TaskGroupOwner):
         self._idle: ClientConnection | None = None
         self.connections_opened = 0
         self._served = trio.Event()
+        serve_connection = self.server._handle
+
+        async def handle(stream: MemoryStream) -> None:
+            _CONNECTION.set(stream.client_address)  # type: ignore[attr-defined]
+            await serve_connection(stream)
+
+        self.server._handle = handle  # type: ignore[method-assign]
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -266,7 +278,8 @@ class TestClient(_TaskGroupOwner):
         if scope["type"] == "lifespan":
             await self._app(scope, receive, send)
             return
-        transcript = self._transcripts.setdefault(tuple(scope["client"]), _Transcript())  # type: ignore[arg-type]
+        address = _CONNECTION.get(None) or tuple(scope["client"])  # type: ignore[arg-type]
+        transcript = self._transcripts.setdefault(address, _Transcript())
 
         async def recorded_receive() -> Message:
             message = await receive()

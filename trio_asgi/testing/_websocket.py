@@ -267,9 +267,10 @@ class WebSocketClient:
             await self._send_events.send(Binary(b"".join(parts)))  # type: ignore[arg-type]
 
     async def _answer(self, ping: Ping) -> None:
+        """Pong, unless we already started closing (then the peer gets our close instead)."""
         try:
             await self._send(ping.response())
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, WebSocketClosed):
             pass
 
     async def _closed_by_peer(self, event: CloseConnection) -> None:
