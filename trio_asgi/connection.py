@@ -50,6 +50,12 @@ LINGER_TIMEOUT: Final = 2.0
 LINGER_LIMIT: Final = 1024 * 1024
 # Seconds to spend on a TLS close_notify or similar polite goodbye before just dropping.
 CLOSE_TIMEOUT: Final = 1.0
+# A connection accepted just before a graceful stop has no request yet, but its client has
+# most likely sent one already: closing it would fail that request. That matters when other
+# processes keep serving the same socket (a rolling restart), so such a connection gets this
+# long from being accepted to deliver its first request head. Older silent connections
+# (browsers' speculative preconnects) and idle keep-alive connections are closed at once.
+FIRST_REQUEST_GRACE: Final = 1.0
 
 
 def _declared_length(request: h11.Request) -> int:
@@ -140,6 +146,7 @@ class Connection:
         self.last_request = False  # this connection closes after the current response
         self.websocket: WebSocketSession | None = None
         self._idle_scope: trio.CancelScope | None = None
+        self._first_request_due: float | None = None  # see FIRST_REQUEST_GRACE
         self.lingering = False  # the client may still be sending a request we will not read
 
     # -- raw I/O -----------------------------------------------------------------------------
@@ -219,7 +226,10 @@ class Connection:
     def shutdown(self) -> None:
         """The server is stopping: finish what is in flight, take nothing new."""
         if self._idle_scope is not None:
-            self._idle_scope.cancel()
+            if self._first_request_due is not None:
+                self._idle_scope.deadline = min(self._idle_scope.deadline, self._first_request_due)
+            else:
+                self._idle_scope.cancel()
         if self.cycle is not None:
             self.cycle.on_shutdown()
         if self.websocket is not None:
@@ -306,7 +316,7 @@ class Connection:
         if event is NEED_DATA and proto.buffered_size == 0:
             config = self.config
             data = await self._receive_idle(
-                config.timeout_request_header if first else config.timeout_keep_alive
+                config.timeout_request_header if first else config.timeout_keep_alive, first=first
             )
             if data is None:
                 return None
@@ -323,17 +333,23 @@ class Connection:
             return event
         return None  # ConnectionClosed
 
-    async def _receive_idle(self, seconds: float) -> bytes | None:
+    async def _receive_idle(self, seconds: float, *, first: bool = False) -> bytes | None:
         """Wait for the first byte of a request, at most ``seconds``; ``None`` if none
-        came. Shutdown cuts the wait short: idle connections are closed first."""
+        came. Shutdown cuts the wait short: idle connections are closed first, a new
+        connection gets ``FIRST_REQUEST_GRACE``."""
         if self.server.shutting_down:
-            return None
+            if not first:
+                return None
+            seconds = min(seconds, FIRST_REQUEST_GRACE)
         with trio.move_on_after(seconds) as scope:
             self._idle_scope = scope
+            if first:
+                self._first_request_due = trio.current_time() + FIRST_REQUEST_GRACE
             try:
                 return await self.receive()
             finally:
                 self._idle_scope = None
+                self._first_request_due = None
         return None
 
     async def _prepare_next_cycle(self, proto: HTTP1Protocol, request: h11.Request) -> bool:
