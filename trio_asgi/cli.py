@@ -36,6 +36,7 @@ _GROUP_TITLES = {
     "websocket": "WebSocket",
     "limits": "limits",
     "shutdown": "shutdown",
+    "processes": "processes (workers and reload)",
 }
 
 
@@ -79,11 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
                 _flag(f.name), action=argparse.BooleanOptionalAction, help=help_text, **kwargs
             )
             continue
+        if isinstance(default, tuple):  # repeatable: each use adds one value
+            kwargs["action"] = "append"
         if meta["choices"]:
             kwargs["choices"] = meta["choices"]
         else:
             metavar = meta["metavar"] or f.name.upper()
-            kwargs["type"] = _named(meta["parse"], metavar) if meta["parse"] else type(default)
+            kwargs["type"] = _named(meta["parse"], metavar) if meta["parse"] else _type_of(default)
             kwargs["metavar"] = metavar
         group.add_argument(_flag(f.name), help=help_text, **kwargs)
     return parser
@@ -100,6 +103,11 @@ def _named(parse: Any, metavar: str) -> Any:
     return value
 
 
+def _type_of(default: Any) -> Any:
+    """The type of one value: a repeatable setting's items are strings."""
+    return str if isinstance(default, tuple) else type(default)
+
+
 def _show(value: Any, switch: bool = True) -> str:
     if isinstance(value, bool):
         if not switch:
@@ -107,7 +115,7 @@ def _show(value: Any, switch: bool = True) -> str:
         return "on" if value else "off"
     if value == "":
         return '""'
-    if value is None:
+    if value is None or value == ():
         return "none"
     return str(value)
 
@@ -126,6 +134,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, Config]:
 def main(argv: list[str] | None = None) -> NoReturn:
     target, config = parse_args(argv)
     configure_logging(config.log_level, access_log=config.access_log)
+    if config.workers > 1 or config.reload:
+        # Imported only when asked for: one process never loads the supervisor (or watchfiles).
+        from .supervisor import run_supervisor
+
+        raise SystemExit(run_supervisor(target, config))
     try:
         app = load_app(target, factory=config.factory, app_dir=config.app_dir)
         server = Server(app, config)  # adapting the app checks --interface against it
