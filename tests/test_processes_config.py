@@ -135,7 +135,7 @@ def test_run_refuses_workers_and_reload() -> None:
 
 def test_config_reaches_workers_intact() -> None:
     """Every setting travels as JSON; a field that cannot would fail here first."""
-    changed = {}
+    changed: dict[str, Any] = {}
     for f in dataclasses.fields(Config):
         default = f.default
         if f.name == "reload":

@@ -99,7 +99,7 @@ class Worker:
     ready_at: float | None = None
     settled: trio.Event = field(default_factory=trio.Event)  # ready, or exited before
     exited: trio.Event = field(default_factory=trio.Event)
-    loading: bool = True  # it has its spec (else it waits for it, see _start_then_roll)
+    has_spec: bool = True  # else it waits for it (see _start_all) and has loaded nothing
     asked_to_stop: bool = False  # by us: replaced, or the server stops
     retiring: bool = False  # by itself: --limit-max-requests reached
     sending: trio.Lock = field(default_factory=trio.Lock)
@@ -218,7 +218,7 @@ class Supervisor:
 
         async def load(worker: Worker) -> None:
             await worker.send(encode_spec(self.target, self.config, self._fds))
-            worker.loading = True
+            worker.has_spec = True
             settled.append(ready := await self._settle(worker))
             if ready is not None:
                 self._install(self.slots[worker.slot], ready)
@@ -273,7 +273,7 @@ class Supervisor:
             process=process,
             control=trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
             started_at=trio.current_time(),
-            loading=load,
+            has_spec=load,
         )
         self.workers.add(worker)
         self._nursery.start_soon(self._watch_worker, worker)
@@ -335,7 +335,7 @@ class Supervisor:
         self._changed.set()
         self._changed = trio.Event()
         code = worker.process.returncode
-        if not worker.loading:
+        if not worker.has_spec:
             return  # never got to load the app (startup stopped early): nothing to report
         if self.stopping:
             if code == 0:
@@ -345,25 +345,27 @@ class Supervisor:
                 self.unclean = True
             return
         slot = self.slots[worker.slot]
+        if worker.asked_to_stop or worker.retiring:  # replaced, or recycled
+            level = logging.INFO if code == 0 else logging.WARNING
+            log.log(level, "Worker %d stopped (%s)", worker.pid, describe_exit(code))
+            if slot.current is worker:  # its replacement is not ready yet: make sure it comes
+                self._tasks.start_soon(self._replace, slot, worker, 0.0)
+            return
         if slot.current is not worker:
-            if worker.asked_to_stop or worker.retiring:
-                log.info("Worker %d stopped (%s)", worker.pid, describe_exit(code))
-            return  # else a new worker that failed to start: _boot reports it
-        delay = 0.0
-        if worker.retiring:
-            pass  # its replacement is on the way (_on_retiring)
-        elif code == 0:
-            log.info("Worker %d exited (exit code 0); replacing it", worker.pid)
-        else:
-            uptime = trio.current_time() - (worker.ready_at or trio.current_time())
-            slot.failures = 1 if uptime >= STABLE_UPTIME else slot.failures + 1
-            delay = slot.backoff()
-            log.error(
-                "Worker %d crashed (%s); restarting it in %.1f s",
-                worker.pid,
-                describe_exit(code),
-                delay,
-            )
+            return  # a new worker that failed to start: _boot reports it
+        # Not asked to leave: a crash, or an exit 0 we did not expect (a SIGTERM sent to the
+        # worker itself, an app calling sys.exit). Either can loop, so both back off.
+        uptime = trio.current_time() - (worker.ready_at or trio.current_time())
+        slot.failures = 1 if uptime >= STABLE_UPTIME else slot.failures + 1
+        delay = slot.backoff()
+        log.log(
+            logging.INFO if code == 0 else logging.ERROR,
+            "Worker %d %s (%s); restarting it in %.1f s",
+            worker.pid,
+            "exited" if code == 0 else "crashed",
+            describe_exit(code),
+            delay,
+        )
         self._tasks.start_soon(self._replace, slot, worker, delay)
 
     def _on_retiring(self, worker: Worker) -> None:
@@ -391,7 +393,7 @@ class Supervisor:
                     return
             slot.failures += 1
             delay = slot.backoff()
-            log.error("Retrying in %.1f s", delay)
+            log.error("Could not replace worker %d; retrying in %.1f s", old.pid, delay)
 
     async def _kill_if_stuck(self, worker: Worker) -> None:
         """A draining worker gets what a stopping server gets, then it is killed."""
@@ -480,7 +482,8 @@ class Supervisor:
     def _force(self) -> None:
         self.forced = True
         for worker in list(self.workers):
-            self._nursery.start_soon(worker.tell, STOP_NOW)
+            if worker.has_spec:  # (the others are killed by _drain)
+                self._nursery.start_soon(worker.tell, STOP_NOW)
         if self._drain_scope is not None:
             self._drain_scope.deadline = min(
                 self._drain_scope.deadline, trio.current_time() + FORCE_MARGIN
@@ -495,7 +498,10 @@ class Supervisor:
                 self._force()
             for worker in list(self.workers):
                 worker.asked_to_stop = True
-                await worker.tell(f"{STOP} {GOING_AWAY}")
+                if worker.has_spec:
+                    await worker.tell(f"{STOP} {GOING_AWAY}")
+                else:  # still waiting for its spec: it has loaded nothing, serves nothing
+                    _kill(worker)
             await self._all_exited()
         self._drain_scope = None
         if self.workers:

@@ -55,6 +55,9 @@ RETIRING: Final = "retiring"
 MAX_LINE: Final = 1024 * 1024
 # WebSocket close code when the supervisor disappears: the server is going away.
 GOING_AWAY: Final = 1001
+# A report to the supervisor is a few bytes into a local socket; this bound is never reached
+# unless the supervisor is stuck, and then the worker must not wait for it.
+REPORT_TIMEOUT: Final = 5.0
 
 
 def encode_spec(target: str, config: Config, fds: list[int]) -> bytes:
@@ -69,7 +72,7 @@ def decode_spec(line: bytes) -> tuple[str, Config, list[int]]:
     return spec["target"], Config(**spec["config"]), [int(fd) for fd in spec["fds"]]
 
 
-def worker_listeners(config: Config, sockets: list[socket.socket]) -> list[trio.SocketListener]:
+def worker_listeners(config: Config, sockets: list[socket.socket]) -> list[trio.abc.Listener[Any]]:
     """Listeners over the inherited sockets. (This is where a TLS listener would be wrapped
     around them, the way ``listeners.open_listeners`` does for a single process.)"""
     return [trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in sockets]
@@ -157,7 +160,9 @@ async def _run(
 ) -> None:
     listeners = worker_listeners(server.config, sockets)
     control = trio.SocketStream(trio.socket.from_stdlib_socket(control_sock))
+    ready = trio.Event()
     retiring = trio.Event()
+    reported = trio.Event()
 
     def on_request_limit() -> None:
         retiring.set()
@@ -165,30 +170,42 @@ async def _run(
 
     server.state.on_request_limit = on_request_limit
     startup_failure: StartupFailed | None = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_obey, control, reader, server)
-        await nursery.start(_watch_sigterm, server)
+    async with trio.open_nursery() as helpers:
+        helpers.start_soon(_obey, control, reader, server)
+        await helpers.start(_watch_sigterm, server)
+        helpers.start_soon(_report, control, ready, retiring, reported)
         try:
-            await nursery.start(_serve, server, listeners, nursery.cancel_scope)
+            await server.serve(listeners=listeners, task_status=_Started(ready))
         except StartupFailed as exc:
             startup_failure = exc  # raised after the nursery, so it is not in a group
-            nursery.cancel_scope.cancel()
-        else:
-            await _tell(control, READY)
-            await retiring.wait()  # until _serve ends and cancels us
-            await _tell(control, RETIRING)
+        if retiring.is_set():
+            # The supervisor hears of the limit before we exit, so the exit is not taken
+            # for a crash (it normally heard long ago: the drain takes longer).
+            with trio.move_on_after(REPORT_TIMEOUT):
+                await reported.wait()
+        helpers.cancel_scope.cancel()  # the control reader and the signal watcher
     if startup_failure is not None:
         raise startup_failure
 
 
-async def _serve(
-    server: Server,
-    listeners: list[trio.SocketListener],
-    helpers: trio.CancelScope,
-    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+class _Started:
+    """``Server.serve``'s task status, when the worker runs it itself: sets ``ready``."""
+
+    def __init__(self, ready: trio.Event) -> None:
+        self._ready = ready
+
+    def started(self, value: Any = None) -> None:
+        self._ready.set()
+
+
+async def _report(
+    control: trio.SocketStream, ready: trio.Event, retiring: trio.Event, reported: trio.Event
 ) -> None:
-    await server.serve(listeners=listeners, task_status=task_status)
-    helpers.cancel()  # the control reader and the signal watcher have nothing left to do
+    await ready.wait()
+    await _tell(control, READY)
+    await retiring.wait()
+    await _tell(control, RETIRING)  # the supervisor starts the replacement while we drain
+    reported.set()
 
 
 async def _tell(control: trio.SocketStream, message: str) -> None:
