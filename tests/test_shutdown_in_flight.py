@@ -3,7 +3,9 @@
 In a rolling restart the retiring worker may accept a connection a moment before it is told
 to stop; the client has sent its request already, and closing the connection would fail it
 although other workers keep serving. Such a connection gets ``FIRST_REQUEST_GRACE``. An app
-still reading a request body (an upload) gets the rest of it.
+still reading a request body (an upload) gets the rest of it. And when the server is
+replaced, idle keep-alive connections run to their timeout instead of being closed under a
+request that may be on its way.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from trio_asgi.connection import FIRST_REQUEST_GRACE
+from trio_asgi.connection import FIRST_REQUEST_GRACE, SERVICE_RESTART
 from trio_asgi.testing import TestClient
 
 from .conftest import status_of
@@ -87,3 +89,33 @@ async def test_upload_in_flight_is_read_to_the_end(autojump_clock: Any) -> None:
             response = await upload.receive_until_eof()
         assert status_of(response) == 200
         assert b"\r\n10\r\n" in response, response
+
+
+async def read_head(stream: Any) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive_some()
+    return data
+
+
+async def test_replaced_server_serves_what_comes_on_idle_keep_alive_connections(
+    autojump_clock: Any,
+) -> None:
+    """Stopping with 1012 (another process takes over), an idle keep-alive connection is
+    left to its timeout: a client may be reusing it right now."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with TestClient(app, lifespan="off", timeout_keep_alive=5) as client:
+        reused, unused = await client.connect(), await client.connect()
+        for stream in (reused, unused):
+            await stream.send_all(request)
+            assert status_of(await read_head(stream)) == 204
+        start = trio.current_time()
+        client.server.request_shutdown(SERVICE_RESTART)
+        await trio.testing.wait_all_tasks_blocked()
+        await reused.send_all(request)  # a moment after the stop began
+        response = await reused.receive_until_eof()
+        assert status_of(response) == 204
+        assert b"connection: close" in response.lower()
+        assert await unused.receive_until_eof() == b""
+        assert trio.current_time() - start == 5  # its keep-alive timeout, not sooner
+        await client.shutdown()

@@ -54,8 +54,14 @@ CLOSE_TIMEOUT: Final = 1.0
 # most likely sent one already: closing it would fail that request. That matters when other
 # processes keep serving the same socket (a rolling restart), so such a connection gets this
 # long from being accepted to deliver its first request head. Older silent connections
-# (browsers' speculative preconnects) and idle keep-alive connections are closed at once.
+# (browsers' speculative preconnects) are closed at once.
 FIRST_REQUEST_GRACE: Final = 1.0
+# WebSocket close code of a server that stops because another process takes over its socket
+# (a rolling restart). Idle keep-alive connections are then not closed at once: a client may
+# be sending its next request on one right now, and closing it under that request would fail
+# it. Each is left to its keep-alive timeout, and a request that comes meanwhile is served
+# with "Connection: close". When the server just goes away (1001) they are closed at once.
+SERVICE_RESTART: Final = 1012
 
 
 def _declared_length(request: h11.Request) -> int:
@@ -91,6 +97,11 @@ class ServerState:
         if limit is not None and self.requests == limit and self.on_request_limit is not None:
             log.info("Served %d requests (--limit-max-requests): shutting down", limit)
             self.on_request_limit()
+
+    @property
+    def replaced(self) -> bool:
+        """Stopping while another process takes over the socket (see SERVICE_RESTART)."""
+        return self.shutting_down and self.close_code == SERVICE_RESTART
 
     def begin_shutdown(self, close_code: int = 1001) -> None:
         """Ask every connection to wind down; each does its own I/O for it."""
@@ -147,6 +158,7 @@ class Connection:
         self.websocket: WebSocketSession | None = None
         self._idle_scope: trio.CancelScope | None = None
         self._first_request_due: float | None = None  # see FIRST_REQUEST_GRACE
+        self._between_requests = False  # _idle_scope is a keep-alive wait, see SERVICE_RESTART
         self.lingering = False  # the client may still be sending a request we will not read
 
     # -- raw I/O -----------------------------------------------------------------------------
@@ -228,7 +240,7 @@ class Connection:
         if self._idle_scope is not None:
             if self._first_request_due is not None:
                 self._idle_scope.deadline = min(self._idle_scope.deadline, self._first_request_due)
-            else:
+            elif not (self._between_requests and self.server.replaced):
                 self._idle_scope.cancel()
         if self.cycle is not None:
             self.cycle.on_shutdown()
@@ -336,13 +348,16 @@ class Connection:
     async def _receive_idle(self, seconds: float, *, first: bool = False) -> bytes | None:
         """Wait for the first byte of a request, at most ``seconds``; ``None`` if none
         came. Shutdown cuts the wait short: idle connections are closed first, a new
-        connection gets ``FIRST_REQUEST_GRACE``."""
+        connection gets ``FIRST_REQUEST_GRACE``, and when the server is replaced keep-alive
+        waits run out (``SERVICE_RESTART``)."""
         if self.server.shutting_down:
-            if not first:
+            if first:
+                seconds = min(seconds, FIRST_REQUEST_GRACE)
+            elif not self.server.replaced:
                 return None
-            seconds = min(seconds, FIRST_REQUEST_GRACE)
         with trio.move_on_after(seconds) as scope:
             self._idle_scope = scope
+            self._between_requests = not first
             if first:
                 self._first_request_due = trio.current_time() + FIRST_REQUEST_GRACE
             try:
@@ -350,6 +365,7 @@ class Connection:
             finally:
                 self._idle_scope = None
                 self._first_request_due = None
+                self._between_requests = False
         return None
 
     async def _prepare_next_cycle(self, proto: HTTP1Protocol, request: h11.Request) -> bool:

@@ -42,6 +42,7 @@ import trio
 
 from .cli import EXIT_FAILED, EXIT_OK, EXIT_STARTUP_FAILED, EXIT_USAGE, fail
 from .config import Config
+from .connection import SERVICE_RESTART
 from .errors import ConfigError
 from .listeners import listener_url, open_listeners
 from .worker import (
@@ -59,9 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trio_asgi.error")
 
-# Close code for WebSocket clients of a worker that is replaced (RFC 6455 registry: "Service
-# Restart": the client may reconnect, and will reach another worker).
-SERVICE_RESTART: Final = 1012
 # Beyond --timeout-graceful-shutdown, a stopping worker has this long for lifespan shutdown
 # and process exit before it is killed.
 STOP_MARGIN: Final = 5.0

@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -75,6 +76,21 @@ async def test_sighup_rolls_every_worker_without_failing_a_request() -> None:
                 progress.set()
                 progress = trio.Event()
 
+        async def keep_alive_load() -> None:
+            """One client reusing its connections, as browsers and proxies do."""
+            nonlocal progress
+            async with httpx.AsyncClient(base_url=f"http://{server.host}:{server.port}") as http:
+                while True:
+                    started_in = phase
+                    try:
+                        response = await http.get("/pid")
+                        assert response.status_code == 200
+                        served[started_in].append(int(response.text))
+                    except (httpx.HTTPError, AssertionError, ValueError) as exc:
+                        failures.append(exc)
+                    progress.set()
+                    progress = trio.Event()
+
         async def until_served(started_in: str, count: int) -> None:
             while len(served[started_in]) < count:
                 await progress.wait()
@@ -96,6 +112,7 @@ async def test_sighup_rolls_every_worker_without_failing_a_request() -> None:
             await ws_open.wait()
             for _ in range(3):
                 nursery.start_soon(load)
+            nursery.start_soon(keep_alive_load)
             await until_served("before", 10)
             mark = len(server.log)
             phase = "rolling"
