@@ -36,6 +36,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200})
         await send({"type": "http.response.body", "body": str(size).encode()})
         return
+    if scope["path"] == "/stream":  # a second between the head and the end
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await trio.sleep(1)
+        await send({"type": "http.response.body", "body": b"b"})
+        return
     await send({"type": "http.response.start", "status": 204})
     await send({"type": "http.response.body"})
 
@@ -119,3 +125,23 @@ async def test_replaced_server_serves_what_comes_on_idle_keep_alive_connections(
         assert await unused.receive_until_eof() == b""
         assert trio.current_time() - start == 5  # its keep-alive timeout, not sooner
         await client.shutdown()
+
+
+async def test_replaced_server_keeps_the_keep_alive_its_response_promised(
+    autojump_clock: Any,
+) -> None:
+    """A response whose head went out before the stop said keep-alive: the client may reuse
+    the connection as soon as the body ends, so it is not closed under it."""
+    async with TestClient(app, lifespan="off") as client:
+        stream = await client.connect()
+        await stream.send_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await read_head(stream)
+        assert b"connection: close" not in head.lower()  # keep-alive promised
+        client.server.request_shutdown(SERVICE_RESTART)
+        rest = head.split(b"\r\n\r\n", 1)[1]
+        while not rest.endswith(b"0\r\n\r\n"):  # the last chunk comes after the stop
+            rest += await stream.receive_some()
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # reused at once
+        response = await stream.receive_until_eof()
+        assert status_of(response) == 204
+        assert b"connection: close" in response.lower()

@@ -311,7 +311,9 @@ class Connection:
             finally:
                 self.cycle = None
                 self.server.request_served()
-            if not cycle.keep_alive or self.last_request or self.server.shutting_down:
+            if not cycle.keep_alive or self.last_request:
+                return
+            if self.server.shutting_down and not self.server.replaced:  # see SERVICE_RESTART
                 return
             if not await self._prepare_next_cycle(proto, request):
                 return

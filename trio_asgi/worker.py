@@ -16,7 +16,8 @@ supervisor → worker
     end of file      the supervisor is gone: stop gracefully, so no worker is orphaned
 worker → supervisor
     ``ready``        lifespan startup is done and connections are accepted
-    ``retiring``     it reached ``--limit-max-requests`` and drains: start its replacement
+    ``retiring``     it reached ``--limit-max-requests`` and drains (as a replaced worker
+                     does, 1012): start its replacement
 
 Signals: SIGTERM stops a worker gracefully (a second one at once), as it stops a single
 server. SIGINT and SIGHUP belong to the supervisor: a terminal sends them to the whole
@@ -42,6 +43,7 @@ import trio
 from .app_loader import load_app
 from .cli import EXIT_FAILED, EXIT_OK, EXIT_STARTUP_FAILED, EXIT_USAGE, fail
 from .config import Config
+from .connection import SERVICE_RESTART
 from .errors import AppLoadError, StartupFailed
 from .logging import configure_logging, error_logger
 from .server import Server
@@ -166,7 +168,7 @@ async def _run(
 
     def on_request_limit() -> None:
         retiring.set()
-        server.request_shutdown()
+        server.request_shutdown(SERVICE_RESTART)  # recycled: a replacement takes over
 
     server.state.on_request_limit = on_request_limit
     startup_failure: StartupFailed | None = None

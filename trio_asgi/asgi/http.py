@@ -196,7 +196,10 @@ class HTTPCycle:
 
     def on_shutdown(self) -> None:
         """Server shutdown: release an app parked in ``receive()`` (long-poll, SSE)."""
-        self.keep_alive = False
+        if not self._conn.server.replaced:
+            # (Replaced: a head not sent yet says "close"; one that promised keep-alive is
+            # kept to its word, see connection.SERVICE_RESTART.)
+            self.keep_alive = False
         self._released = True
         self._ended.set()
 
