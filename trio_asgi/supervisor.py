@@ -8,12 +8,14 @@ process, port 0 included) and starts each worker as a fresh interpreter
 one end of a *control channel*. The kernel gives each new connection to whichever worker
 accepts it first. Nothing forks a running trio program.
 
-- **Startup**: the first worker starts alone, so a broken app fails once, with the worker's
-  own error line and exit code (2: cannot import, 3: lifespan startup failed); then the
-  others start together. "listening on" is printed once, when all are ready.
-- **A worker that exits unasked** is replaced: at once when it exited cleanly (after
-  ``--limit-max-requests`` it says so first, and its replacement starts while it drains);
-  after an exponential backoff when it crashed, so a crash-looping app does not spin.
+- **Startup**: all interpreters start at once, but only the first loads the app; the others
+  get their spec once it is ready. So a broken app fails once, with the worker's own error
+  line and exit code (2: cannot import, 3: lifespan startup failed), and a good one starts
+  in about the time of one worker. "listening on" is printed once, when all are ready.
+- **A worker that exits unasked** is replaced. After ``--limit-max-requests`` it says so
+  first, and its replacement starts while it drains. Any other exit (a crash, or exit code 0
+  after a SIGTERM of its own) is logged and restarted after an exponential backoff, so a
+  crash-looping app does not spin.
 - **Rolling restart** (SIGHUP, or a file change with ``--reload``): for each worker in turn,
   start its replacement, wait until it is ready, then tell the old one to stop with close
   code 1012 (service restart). Old workers drain while the roll goes on: the roll takes about

@@ -178,9 +178,14 @@ async def test_limit_max_requests_recycles_workers_without_failures() -> None:
     async with supervised(APP, "--workers", "2", "--limit-max-requests", "2") as server:
         first = set(server.ready_pids())
         pids: list[int] = []
-        while set(pids) <= first:  # until a replacement answers (bounded: at most 3 each)
-            assert len(pids) < 10, pids
-            pids.append(await get_pid(server))
+        # A keep-alive client: the connection of a recycled worker is not closed under it.
+        async with httpx.AsyncClient(base_url=f"http://{server.host}:{server.port}") as http:
+            while set(pids) <= first:  # until a replacement answers (at most 3 each)
+                assert len(pids) < 10, pids
+                response = await http.get("/pid")
+                assert response.status_code == 200
+                pids.append(int(response.text))
+            pids.append(await get_pid(server))  # and on a new connection
         [retired] = await server.wait_for(r"Worker (\d+) reached --limit-max-requests")
         await server.wait_for(rf"Worker {retired.group(1)} stopped")
     assert "crashed" not in server.log
