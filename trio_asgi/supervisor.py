@@ -152,6 +152,7 @@ class Supervisor:
         self._fds: list[int] = []
         self._announced = False
         self._rolling = False
+        self._roll_scope: trio.CancelScope | None = None  # the roll under way
         self._roll_requested = trio.Event()
         self._changed = trio.Event()  # a worker exited
         self._nursery: trio.Nursery  # worker watchers and the signal watcher
@@ -291,7 +292,14 @@ class Supervisor:
 
     async def _settle(self, worker: Worker) -> Worker | None:
         """``worker`` once it is ready; ``None`` if it exited before."""
-        await worker.settled.wait()
+        try:
+            await worker.settled.wait()
+        except trio.Cancelled:
+            if not self.stopping:  # abandoned for newer code (--reload)
+                worker.asked_to_stop = True
+                _abandon(worker)
+                self._nursery.start_soon(self._kill_if_stuck, worker)
+            raise
         if worker.ready_at is None:
             code = worker.process.returncode
             self._last_boot_failure = code
@@ -342,7 +350,8 @@ class Supervisor:
                 log.info("Worker %d stopped", worker.pid)
             else:
                 log.warning("Worker %d stopped (%s)", worker.pid, describe_exit(code))
-                self.unclean = True
+                if worker.ready_at is not None:  # (one still starting was told by SIGTERM)
+                    self.unclean = True
             return
         slot = self.slots[worker.slot]
         if worker.asked_to_stop or worker.retiring:  # replaced, or recycled
@@ -408,8 +417,15 @@ class Supervisor:
     def request_roll(self, reason: str) -> None:
         if self.stopping:
             return
-        if self._rolling:
+        if self._rolling and self.reloader is not None and self._roll_scope is not None:
+            # The newest code wins: a worker still starting with older code (or hanging in
+            # it, a breakpoint or an endless loop mid-edit) is given up.
+            log.info("%s: restarting again", reason)
+            self._roll_scope.cancel()
+        elif self._rolling:
             log.info("%s: another rolling restart follows the current one", reason)
+        elif self.reloader is not None:
+            log.info("%s: restarting", reason)
         else:
             log.info("%s: restarting the workers one by one", reason)
         self._roll_requested.set()
@@ -424,34 +440,41 @@ class Supervisor:
         self._rolling = True
         began = trio.current_time()
         try:
-            for slot in self.slots:
-                async with slot.lock:
-                    old = slot.current
-                    new = await self._boot(slot)
-                    if new is None:
-                        left = sum(1 for s in self.slots if _alive(s.current))
-                        log.error(
-                            "Rolling restart stopped: a new worker failed to start; "
-                            "%d worker(s) keep running the previous code%s",
-                            left,
-                            "; waiting for file changes" if self.reloader is not None else "",
-                        )
-                        return
-                    self._install(slot, new)
-                    if old is not None and not old.exited.is_set():
-                        await self._retire(old, SERVICE_RESTART)
-            log.info(
-                "Rolling restart done: %d worker(s) replaced in %.2f s",
-                len(self.slots),
-                trio.current_time() - began,
-            )
-            self._announce()
+            with trio.CancelScope() as self._roll_scope:
+                await self._roll_slots(began)
         finally:
             self._rolling = False
+            self._roll_scope = None
 
-    async def _retire(self, worker: Worker, close_code: int) -> None:
+    async def _roll_slots(self, began: float) -> None:
+        for slot in self.slots:
+            async with slot.lock:
+                old = slot.current
+                new = await self._boot(slot)
+                if new is None:
+                    left = sum(1 for s in self.slots if _alive(s.current))
+                    log.error(
+                        "Rolling restart stopped: a new worker failed to start; "
+                        "%d worker(s) keep running the previous code%s",
+                        left,
+                        "; waiting for file changes" if self.reloader is not None else "",
+                    )
+                    return
+                self._install(slot, new)
+                if old is not None and not old.exited.is_set():
+                    self._retire(old, SERVICE_RESTART)
+        log.info(
+            "Rolling restart done: %d worker(s) replaced in %.2f s",
+            len(self.slots),
+            trio.current_time() - began,
+        )
+        self._announce()
+
+    def _retire(self, worker: Worker, close_code: int) -> None:
+        """Ask ``worker`` to drain and stop (from the outer nursery: cancelling a roll must
+        not leave a replaced worker running)."""
         worker.asked_to_stop = True
-        await worker.tell(f"{STOP} {close_code}")
+        self._nursery.start_soon(worker.tell, f"{STOP} {close_code}")
         self._nursery.start_soon(self._kill_if_stuck, worker)
 
     # -- stopping ---------------------------------------------------------------------------
@@ -498,10 +521,12 @@ class Supervisor:
                 self._force()
             for worker in list(self.workers):
                 worker.asked_to_stop = True
-                if worker.has_spec:
-                    await worker.tell(f"{STOP} {GOING_AWAY}")
-                else:  # still waiting for its spec: it has loaded nothing, serves nothing
+                if not worker.has_spec:  # waiting for its spec: it loaded nothing
                     _kill(worker)
+                    continue
+                await worker.tell(f"{STOP} {GOING_AWAY}")
+                if worker.ready_at is None:
+                    _abandon(worker)  # it may be stuck loading the app, not reading
             await self._all_exited()
         self._drain_scope = None
         if self.workers:
@@ -518,6 +543,15 @@ class Supervisor:
 
 def _alive(worker: Worker | None) -> bool:
     return worker is not None and not worker.exited.is_set()
+
+
+def _abandon(worker: Worker) -> None:
+    """Stop a worker that is not ready yet. SIGTERM: while it imports the app (perhaps stuck
+    in it) that ends it at once; once trio runs, it is a graceful stop."""
+    try:
+        worker.process.send_signal(signal.SIGTERM)
+    except ProcessLookupError:
+        pass
 
 
 def _kill(worker: Worker) -> None:

@@ -112,3 +112,18 @@ async def test_an_app_broken_at_start_is_served_once_fixed(tmp_path: Path) -> No
         server.host, server.port = match.group(1), int(match.group(2))
         assert await version(server) == "v1"
     assert server.process.returncode == 0
+
+
+async def test_a_newer_change_gives_up_a_worker_still_starting(tmp_path: Path) -> None:
+    write_app(tmp_path, "v1")
+    args = ("reloadable:app", "--reload", "--lifespan", "off")
+    async with supervised(*args, cwd=tmp_path) as server:
+        mark = len(server.log)
+        (tmp_path / "reloadable.py").write_text("import time\ntime.sleep(600)\n")  # hangs
+        await server.wait_for(r"Reloading: reloadable.py changed", since=mark)
+        mark = len(server.log)
+        write_app(tmp_path, "v2")  # while the new worker hangs importing the module
+        await server.wait_for(r"Reloading: reloadable.py changed: restarting again", since=mark)
+        await reloaded(server, mark)
+        assert await version(server) == "v2"
+    assert server.process.returncode == 0
