@@ -29,12 +29,18 @@ def run(app: Any, config: Config | None = None, **options: Any) -> None:
     """Serve ``app`` in a new trio run until SIGINT/SIGTERM; the blocking form of ``serve``.
 
     Options are ``Config`` fields, e.g. ``run(app, port=0, access_log=False)``. Raises
-    ``StartupFailed`` if the lifespan startup fails.
+    ``StartupFailed`` if the lifespan startup fails, and ``ConfigError`` for ``workers``
+    or ``reload``, which need the command line.
     """
     if config is None:
         config = Config(**options)
     elif options:
         config = config.replace(**options)
+    if config.workers > 1 or config.reload:
+        raise ConfigError(
+            "workers and reload import the app by name in each process: use the command "
+            "line (trio-asgi module:app --workers N)"
+        )
     configure_logging(config.log_level, access_log=config.access_log, config_file=config.log_config)
     server = Server(app, config)
     trio.run(functools.partial(server.serve, handle_signals=True))

@@ -179,10 +179,17 @@ def asgi2_to_asgi3(app: Callable[[Scope], Any], hint: str | None = None) -> ASGI
     return asgi3
 
 
-def adapt(app: Any, interface: Interface, *, wsgi_threads: int = DEFAULT_THREADS) -> ASGIApp:
+def adapt(
+    app: Any,
+    interface: Interface,
+    *,
+    wsgi_threads: int = DEFAULT_THREADS,
+    multiprocess: bool = False,
+) -> ASGIApp:
     """The app as ASGI 3, according to ``interface`` (``auto`` detects, and says so when it
     picks WSGI or has to guess). Raises ``AppLoadError`` if ``interface`` is ``wsgi`` and
-    the app certainly is not a WSGI app."""
+    the app certainly is not a WSGI app. ``multiprocess`` (several worker processes serve
+    the app) becomes ``wsgi.multiprocess``."""
     kind: Detected
     if interface == "auto":
         kind, reason = detect_interface(app)
@@ -215,8 +222,7 @@ def adapt(app: Any, interface: Interface, *, wsgi_threads: int = DEFAULT_THREADS
         return asgi2_to_asgi3(app)
     if kind == "wsgi":
         _check_wsgi(app)
-        # When a workers option exists: WSGIAdaptor(..., multiprocess=workers > 1).
-        return WSGIAdaptor(app, threads=wsgi_threads)
+        return WSGIAdaptor(app, threads=wsgi_threads, multiprocess=multiprocess)
     return cast(ASGIApp, app)
 
 

@@ -39,6 +39,7 @@ _GROUP_TITLES = {
     "websocket": "WebSocket",
     "limits": "limits",
     "shutdown": "shutdown",
+    "processes": "processes (workers and reload)",
 }
 
 
@@ -97,14 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
                 _flag(f.name), action=argparse.BooleanOptionalAction, help=help_text, **kwargs
             )
             continue
-        if isinstance(default, tuple):  # repeatable: --bind A --bind B
+        if isinstance(default, tuple):  # repeatable: each use adds one value
             kwargs["action"] = "append"
         if meta["choices"]:
             kwargs["choices"] = meta["choices"]
         else:
             metavar = meta["metavar"] or f.name.upper()
-            parse = meta["parse"] or (str if isinstance(default, tuple) else type(default))
-            kwargs["type"] = _named(parse, metavar) if meta["parse"] else parse
+            kwargs["type"] = _named(meta["parse"], metavar) if meta["parse"] else _type_of(default)
             kwargs["metavar"] = metavar
         group.add_argument(_flag(f.name), help=help_text, **kwargs)
     return parser
@@ -119,6 +119,11 @@ def _named(parse: Any, metavar: str) -> Any:
 
     value.__name__ = metavar.lower()
     return value
+
+
+def _type_of(default: Any) -> Any:
+    """The type of one value: a repeatable setting's items are strings."""
+    return str if isinstance(default, tuple) else type(default)
 
 
 def _show(value: Any, switch: bool = True) -> str:
@@ -159,6 +164,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
         )
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
+    if config.workers > 1 or config.reload:
+        # Imported only when asked for: one process never loads the supervisor (or watchfiles).
+        from .supervisor import run_supervisor
+
+        raise SystemExit(run_supervisor(target, config))
     try:
         app = load_app(target, factory=config.factory, app_dir=config.app_dir)
         server = Server(app, config)  # checks --interface against the app, loads TLS files

@@ -438,6 +438,42 @@ class Config:
         metavar="SECONDS",
     )
 
+    # -- processes: --workers and --reload (trio_asgi/supervisor.py) ---------------------------
+    workers: int = setting(
+        1,
+        "Worker processes serving the same sockets, bound once by a supervisor that restarts "
+        "crashed workers and replaces them one by one on SIGHUP (1: serve in this process, "
+        "no supervisor). README: 'Workers and reload'.",
+        group="processes",
+        metavar="N",
+    )
+    reload: bool = setting(
+        False,
+        "Development: restart the server when source files change (needs "
+        "'pip install trio-asgi[reload]').",
+        group="processes",
+    )
+    reload_dir: tuple[str, ...] = setting(
+        (),
+        "Directory to watch with --reload; repeatable (none given: the --app-dir).",
+        group="processes",
+        metavar="DIR",
+    )
+    reload_include: tuple[str, ...] = setting(
+        (),
+        "Glob of files whose changes trigger a reload, besides *.py; repeatable.",
+        group="processes",
+        metavar="GLOB",
+    )
+    reload_exclude: tuple[str, ...] = setting(
+        (),
+        "Glob of files or directories whose changes do not trigger a reload; repeatable. "
+        "Hidden files and directories, __pycache__, *.py[cod] and *~ are always ignored "
+        "(unless named by --reload-include).",
+        group="processes",
+        metavar="GLOB",
+    )
+
     def __post_init__(self) -> None:
         if self.forwarded_allow_ips is None:  # Uvicorn's variable, read as Uvicorn reads it
             trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
@@ -445,6 +481,9 @@ class Config:
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
+            if isinstance(f.default, tuple):
+                value = _string_tuple(f.name, value)
+                object.__setattr__(self, f.name, value)  # frozen, but lists become tuples
             if choices is not None and value not in choices:
                 raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, not {value!r}")
         if not 0 <= self.port <= 65535:
@@ -458,6 +497,14 @@ class Config:
             "limit_max_requests_per_connection",
             optional=True,
         )
+        _positive(self, "workers")
+        if self.reload and self.workers > 1:
+            raise ConfigError(
+                "reload cannot be combined with workers > 1: reload runs one worker and "
+                "restarts it when files change"
+            )
+        if not self.reload and (self.reload_dir or self.reload_include or self.reload_exclude):
+            raise ConfigError("reload_dir, reload_include and reload_exclude need reload")
         _non_negative(
             self,
             "timeout_keep_alive",
@@ -498,6 +545,16 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """A copy with some settings changed (validated like a new Config)."""
         return dataclasses.replace(self, **changes)
+
+
+def _string_tuple(name: str, value: Any) -> tuple[str, ...]:
+    """Repeatable settings are tuples (hashable, immutable); a list from Python is accepted,
+    and a single string means one value (``bind="host:port"``), not its characters."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ConfigError(f"{name} must be a list of strings, not {value!r}")
 
 
 def _positive(config: Config, *names: str, optional: bool = False) -> None:

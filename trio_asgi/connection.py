@@ -54,6 +54,18 @@ LINGER_TIMEOUT: Final = 2.0
 LINGER_LIMIT: Final = 1024 * 1024
 # Seconds to spend on a TLS close_notify or similar polite goodbye before just dropping.
 CLOSE_TIMEOUT: Final = 1.0
+# A connection accepted just before a graceful stop has no request yet, but its client has
+# most likely sent one already: closing it would fail that request. That matters when other
+# processes keep serving the same socket (a rolling restart), so such a connection gets this
+# long from being accepted to deliver its first request head. Older silent connections
+# (browsers' speculative preconnects) are closed at once.
+FIRST_REQUEST_GRACE: Final = 1.0
+# WebSocket close code of a server that stops because another process takes over its socket
+# (a rolling restart). Idle keep-alive connections are then not closed at once: a client may
+# be sending its next request on one right now, and closing it under that request would fail
+# it. Each is left to its keep-alive timeout, and a request that comes meanwhile is served
+# with "Connection: close". When the server just goes away (1001) they are closed at once.
+SERVICE_RESTART: Final = 1012
 
 
 def _raw_socket_fd(stream: trio.abc.Stream) -> int:
@@ -90,6 +102,11 @@ class ServerState:
         if limit is not None and self.requests == limit and self.on_request_limit is not None:
             log.info("Served %d requests (--limit-max-requests): shutting down", limit)
             self.on_request_limit()
+
+    @property
+    def replaced(self) -> bool:
+        """Stopping while another process takes over the socket (see SERVICE_RESTART)."""
+        return self.shutting_down and self.close_code == SERVICE_RESTART
 
     def begin_shutdown(self, close_code: int = 1001) -> None:
         """Ask every connection to wind down; each does its own I/O for it."""
@@ -144,7 +161,9 @@ class Connection:
 
     # Slots: thousands of idle WebSockets each keep one of these.
     __slots__ = (
+        "_between_requests",
         "_fd",
+        "_first_request_due",
         "_idle",
         "_linger_scope",
         "_stream_closed",
@@ -196,6 +215,8 @@ class Connection:
         self.loop_scope = trio.CancelScope()
         self._idle = False  # waiting for the first byte of a request: shutdown may cut it
         self._linger_scope: trio.CancelScope | None = None
+        self._first_request_due: float | None = None  # see FIRST_REQUEST_GRACE
+        self._between_requests = False  # a keep-alive wait, see SERVICE_RESTART
         self.lingering = False  # the client may still be sending a request we will not read
         self._stream_closed = False
         self._fd = _raw_socket_fd(stream)
@@ -333,7 +354,11 @@ class Connection:
     def shutdown(self) -> None:
         """The server is stopping: finish what is in flight, take nothing new."""
         if self._idle:
-            self.loop_scope.cancel()
+            if self._first_request_due is not None:
+                scope = self.loop_scope
+                scope.deadline = min(scope.deadline, self._first_request_due)
+            elif not (self._between_requests and self.server.replaced):
+                self.loop_scope.cancel()
         if self._linger_scope is not None:
             self._linger_scope.cancel()
         if self.cycle is not None:
@@ -412,7 +437,9 @@ class Connection:
             finally:
                 self.cycle = None
                 self.server.request_served()
-            if not cycle.keep_alive or self.last_request or self.server.shutting_down:
+            if not cycle.keep_alive or self.last_request:
+                return False
+            if self.server.shutting_down and not self.server.replaced:  # see SERVICE_RESTART
                 return False
             if not await self._prepare_next_cycle(proto, request):
                 return False
@@ -429,7 +456,7 @@ class Connection:
         if event is NEED_DATA and proto.buffered_size == 0:
             config = self.config
             data = await self._receive_idle(
-                config.timeout_request_header if first else config.timeout_keep_alive
+                config.timeout_request_header if first else config.timeout_keep_alive, first=first
             )
             if data is None:
                 return None
@@ -446,18 +473,29 @@ class Connection:
             return event
         return None  # ConnectionClosed
 
-    async def _receive_idle(self, seconds: float) -> bytes | None:
+    async def _receive_idle(self, seconds: float, *, first: bool = False) -> bytes | None:
         """Wait for the first byte of a request, at most ``seconds``; if none comes the
-        loop scope's deadline ends the connection. Shutdown closes idle connections first."""
+        loop scope's deadline ends the connection. Shutdown cuts the wait short: idle
+        connections are closed first, a new connection gets ``FIRST_REQUEST_GRACE``, and
+        when the server is replaced keep-alive waits run out (``SERVICE_RESTART``)."""
         if self.server.shutting_down:
-            return None
+            if first:
+                seconds = min(seconds, FIRST_REQUEST_GRACE)
+            elif not self.server.replaced:
+                return None
         scope = self.loop_scope
-        scope.deadline = trio.current_time() + seconds
+        now = trio.current_time()
+        scope.deadline = now + seconds
         self._idle = True
+        self._between_requests = not first
+        if first:
+            self._first_request_due = now + FIRST_REQUEST_GRACE
         try:
             return await self.receive()
         finally:
             self._idle = False
+            self._first_request_due = None
+            self._between_requests = False
             scope.deadline = math.inf
 
     async def _prepare_next_cycle(self, proto: HTTP1Protocol, request: h11.Request) -> bool:

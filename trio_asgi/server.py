@@ -56,11 +56,20 @@ class Server:
     def __init__(self, app: Any, config: Config | None = None) -> None:
         self.config = config or Config()
         self.state = ServerState(
-            app=adapt(app, self.config.interface, wsgi_threads=self.config.wsgi_threads),
+            app=adapt(
+                app,
+                self.config.interface,
+                wsgi_threads=self.config.wsgi_threads,
+                multiprocess=self.config.workers > 1,
+            ),
             config=self.config,
         )
         self.addresses: list[Address] = []
         self.forced = False  # a second signal cut the graceful shutdown short
+        # A worker process leaves the "listening on" line to its supervisor, which owns the
+        # sockets and announces them once.
+        self.announce = True
+        self._close_code = 1001
         self._stop = trio.Event()
         self._root: trio.Nursery | None = None
         self.lifespan = Lifespan(self.state.app, self.config.lifespan, self.state.lifespan_state)
@@ -73,8 +82,14 @@ class Server:
         if self.config.proxy_headers:
             self._proxy = ProxyHeaders(TrustedProxies(self.config.forwarded_allow_ips or ""))
 
-    def request_shutdown(self) -> None:
-        """Begin a graceful shutdown (idempotent). Safe to call from any trio task."""
+    def request_shutdown(self, close_code: int = 1001) -> None:
+        """Begin a graceful shutdown (idempotent). Safe to call from any trio task.
+
+        ``close_code`` is what WebSocket clients are told: 1001 (going away) by default,
+        1012 (service restart) when a supervisor replaces this worker.
+        """
+        if not self._stop.is_set():
+            self._close_code = close_code
         self._stop.set()
 
     def force_shutdown(self) -> None:
@@ -137,17 +152,18 @@ class Server:
                         accepting.start_soon(
                             accept_loop, listener, connections, self._handle, slots
                         )
-                    log.info(
-                        "trio_asgi listening on %s (press CTRL+C to quit)",
-                        ", ".join(listener_url(listener) for listener in listeners),
-                    )
+                    if self.announce:
+                        log.info(
+                            "trio_asgi listening on %s (press CTRL+C to quit)",
+                            ", ".join(listener_url(listener) for listener in listeners),
+                        )
                     task_status.started(list(self.addresses))
                     await self._stop.wait()
                     accepting.cancel_scope.cancel()
                 for listener in listeners:
                     await trio.aclose_forcefully(listener)
                 log.info("Shutting down: waiting for %d connection(s)", len(state.connections))
-                state.begin_shutdown()
+                state.begin_shutdown(self._close_code)
                 for handshaking in self._handshakes:
                     handshaking.cancel()
                 drain_scope.deadline = trio.current_time() + config.timeout_graceful_shutdown

@@ -102,7 +102,10 @@ class HTTPCycle:
     # -- receive -------------------------------------------------------------------------
 
     async def receive(self) -> Message:
-        if self._disconnected or self._released or self._response == _COMPLETE:
+        # Shutdown releases an app parked after its request body; one still reading the body
+        # gets the rest (an upload in flight finishes, e.g. on a worker being replaced).
+        released = self._released and self._body_done
+        if self._disconnected or released or self._response == _COMPLETE:
             # Yield, but answer even inside an already-cancelled scope: Starlette's
             # is_disconnected() polls receive() that way.
             await trio.lowlevel.cancel_shielded_checkpoint()
@@ -188,7 +191,10 @@ class HTTPCycle:
 
     def on_shutdown(self) -> None:
         """Server shutdown: release an app parked in ``receive()`` (long-poll, SSE)."""
-        self.keep_alive = False
+        if not self._conn.server.replaced:
+            # (Replaced: a head not sent yet says "close"; one that promised keep-alive is
+            # kept to its word, see connection.SERVICE_RESTART.)
+            self.keep_alive = False
         self._released = True
         self._ended.set()
 
