@@ -125,11 +125,13 @@ class WriteLock:
     longest waiter, so writes go out in the order they asked.
     """
 
-    __slots__ = ("_lot", "locked")
+    __slots__ = ("_waiters", "locked")
 
     def __init__(self) -> None:
         self.locked = False
-        self._lot = trio.lowlevel.ParkingLot()
+        # Created on first contention: most connections never see any, and thousands of
+        # idle WebSockets each keep one of these locks.
+        self._waiters: trio.lowlevel.ParkingLot | None = None
 
     def try_acquire(self) -> bool:
         if self.locked:
@@ -139,13 +141,15 @@ class WriteLock:
 
     async def acquire(self) -> None:
         if self.locked:
-            await self._lot.park()  # woken holding the lock (see release)
+            if self._waiters is None:
+                self._waiters = trio.lowlevel.ParkingLot()
+            await self._waiters.park()  # woken holding the lock (see release)
         else:
             self.locked = True
 
     def release(self) -> None:
-        if self._lot:
-            self._lot.unpark()  # ownership passes to the next waiter
+        if self._waiters:
+            self._waiters.unpark()  # ownership passes to the next waiter
         else:
             self.locked = False
 
@@ -240,6 +244,10 @@ class Connection:
                     try:
                         data = os.read(fd, RECEIVE_SIZE)
                     except BlockingIOError:
+                        # Not awaited inside the except block: a coroutine suspended there
+                        # keeps the exception and its traceback alive while it waits.
+                        data = None
+                    if data is None:
                         await trio.lowlevel.wait_readable(fd)
                         self._unyielded = 0
                         continue

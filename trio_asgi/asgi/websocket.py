@@ -52,6 +52,11 @@ CLOSE_HANDSHAKE_TIMEOUT: Final = 5.0
 
 _PAYLOAD_TYPES: Final = (str, bytes, bytearray)  # a tuple: `a | b` builds a union per call
 
+# What a session's "decided" event becomes once set: one shared, already-set event instead
+# of one per idle connection.
+_DECIDED: Final = trio.Event()
+_DECIDED.set()
+
 # Session states.
 _CONNECTING: Final = 0  # handshake received, app has not decided
 _RESPONDING: Final = 1  # app is sending a denial response (websocket.http.response.*)
@@ -64,8 +69,9 @@ class _Inbox:
 
     Bounded by the reader (it stops parsing when ``full``), so this never holds more than
     ``ws_max_queue`` messages (lists, not deques: a deque allocates a 64-slot block up
-    front, and an idle connection should be small). Waiting tasks are rescheduled directly:
-    a ParkingLot's bookkeeping cost more per message than the rest of this class.
+    front, and an idle connection should be small; the waiter lists are made on first use).
+    Waiting tasks are rescheduled directly: a ParkingLot's bookkeeping cost more per message
+    than the rest of this class.
     """
 
     __slots__ = ("_getters", "_items", "_limit", "_space", "ended")
@@ -73,8 +79,8 @@ class _Inbox:
     def __init__(self, limit: int) -> None:
         self._items: list[str | bytes] = []
         self._limit = limit
-        self._getters: list[trio.lowlevel.Task] = []
-        self._space: list[trio.lowlevel.Task] = []
+        self._getters: list[trio.lowlevel.Task] | None = None
+        self._space: list[trio.lowlevel.Task] | None = None
         self.ended: tuple[int, str] | None = None
 
     @property
@@ -98,6 +104,8 @@ class _Inbox:
             if self.ended is not None:
                 await trio.lowlevel.checkpoint()
                 return self.ended
+            if self._getters is None:
+                self._getters = []
             await _wait_in(self._getters)
         item = self._items.pop(0)
         if self._space:
@@ -106,6 +114,8 @@ class _Inbox:
 
     async def wait_for_space(self) -> None:
         while self.full and self.ended is None:
+            if self._space is None:
+                self._space = []
             await _wait_in(self._space)
 
 
@@ -185,6 +195,11 @@ class WebSocketSession:
         self._denial_head: list[tuple[bytes, bytes]] | None = []
         self._opened_at = 0.0
 
+    def _decide(self) -> None:
+        """The handshake is accepted, denied or abandoned: wake whoever waits for that."""
+        self._decided.set()
+        self._decided = _DECIDED
+
     # -- running -------------------------------------------------------------------------
 
     async def run(self, app: ASGIApp) -> None:
@@ -232,7 +247,7 @@ class WebSocketSession:
         else:
             await self._finish(1000, failed=False)
         finally:
-            self._decided.set()
+            self._decide()
 
     async def _finish(self, code: int, *, failed: bool) -> None:
         """The app is done: make sure the client is told, whatever state we are in."""
@@ -373,7 +388,7 @@ class WebSocketSession:
             self._inbox.end(ABNORMAL, "")
             raise
         finally:
-            self._decided.set()
+            self._decide()
         if self._conn.server.access_log:
             log_websocket_open(self)
         if self._conn.server.shutting_down:
@@ -435,7 +450,7 @@ class WebSocketSession:
             await self._conn.send(data)
         finally:
             if not more_body:
-                self._decided.set()
+                self._decide()
 
     async def _send_http_error(self, status: int) -> None:
         self._state = _CLOSED
@@ -448,7 +463,7 @@ class WebSocketSession:
         except ClientDisconnected:
             pass
         finally:
-            self._decided.set()
+            self._decide()
 
     # -- closing -------------------------------------------------------------------------
 

@@ -221,7 +221,7 @@ class WebSocketProtocol:
         self._proto = FrameProtocol(client=False, extensions=extensions or [])
         self._max_size = max_message_size
         self._frames: Iterator[Frame] | None = None
-        self._parts: list[str | bytes] = []
+        self._parts: list[str | bytes] | None = None  # fragments of an unfinished message
         self._size = 0
         self._eof = False
         self._failed = False
@@ -275,16 +275,19 @@ class WebSocketProtocol:
             data = bytes(data)  # type: ignore[arg-type]
             self._size += len(data)
         if self._size > self._max_size:
-            self._parts.clear()
+            self._parts = None
             return self._fail(MESSAGE_TOO_BIG, f"message larger than {self._max_size} bytes")
-        if not frame.message_finished:
-            self._parts.append(data)
-            return None
         parts = self._parts
-        if parts:
+        if not frame.message_finished:
+            if parts is None:
+                self._parts = [data]
+            else:
+                parts.append(data)
+            return None
+        if parts is not None:
             parts.append(data)
             data = "".join(parts) if isinstance(data, str) else b"".join(parts)  # type: ignore[arg-type]
-            parts.clear()
+            self._parts = None
         self._size = 0
         return data
 
