@@ -389,7 +389,10 @@ class Peer:
 
 @dataclass
 class EchoApp:
-    """Autobahn's testee: echo every message with its type; record how sessions ended."""
+    """Autobahn's testee: echo every message with its type; record how sessions ended.
+
+    On the path ``/close`` a text message ``"<code> <reason>"`` makes the app close instead.
+    """
 
     disconnects: list[tuple[int, str]] = field(default_factory=list)
     received: int = 0
@@ -408,7 +411,10 @@ class EchoApp:
                 return
             self.received += 1
             try:
-                if message.get("text") is not None:
+                if scope["path"] == "/close":
+                    code, _, reason = message["text"].partition(" ")
+                    await send({"type": "websocket.close", "code": int(code), "reason": reason})
+                elif message.get("text") is not None:
                     await send({"type": "websocket.send", "text": message["text"]})
                 else:
                     await send({"type": "websocket.send", "bytes": message["bytes"]})
