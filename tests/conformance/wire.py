@@ -167,7 +167,9 @@ class Deflate:
 
     def compress(self, data: bytes) -> bytes:
         if self._compressor is None or self.client_resets:
-            self._compressor = zlib.compressobj(9, zlib.DEFLATED, -self.client_bits)
+            # zlib cannot deflate with an 8-bit window; 9 is the closest it gets.
+            bits = max(9, self.client_bits)
+            self._compressor = zlib.compressobj(6, zlib.DEFLATED, -bits)
         out = self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
         assert out.endswith(DEFLATE_TAIL)
         return out[:-4]
