@@ -178,12 +178,14 @@ def window_probe(seed: int) -> list[bytes]:
     compresses with back-references a small window (or a fresh inflater) cannot follow."""
     rng = random.Random(seed)
     block = rng.randbytes(300)
-    far = rng.randbytes(5000)
+    short = rng.randbytes(100)  # zlib reaches back at most 2**bits - 262 bytes: 250 for 9 bits
     return [
         block + rng.randbytes(600) + block,  # distance 900: beyond 9 bits
-        block + far + block + rng.randbytes(30000) + block,  # distances of 5 KiB and 30 KiB
+        block + rng.randbytes(5000) + block + rng.randbytes(30000) + block,  # 5 and 30 KiB
         block * 10,  # the same as before: only a memory of earlier messages helps
         block * 10,
+        short * 20,
+        short * 20,
     ]
 
 
