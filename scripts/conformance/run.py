@@ -224,7 +224,15 @@ def run_cases(cases: list[str], exclude: list[str], server_args: list[str]) -> N
         spec_file.write_text(json.dumps(spec, indent=2))
         log(f"server on port {port}; running cases {' '.join(cases)}")
         started = time.monotonic()
-        fuzzingclient = ["-m", "autobahntestsuite.wstest", "-m", "fuzzingclient", "-s", spec_file]
+        fuzzingclient = [
+            "-u",
+            "-m",
+            "autobahntestsuite.wstest",
+            "-m",
+            "fuzzingclient",
+            "-s",
+            spec_file,
+        ]
         wstest = subprocess.Popen(
             [*python27(), *map(str, fuzzingclient)],
             cwd=WORK,
@@ -235,14 +243,14 @@ def run_cases(cases: list[str], exclude: list[str], server_args: list[str]) -> N
         )
         assert wstest.stdout is not None
         transcript = WORK / "wstest.log"
+        group = None
         with transcript.open("w") as out:
             for line in wstest.stdout:
                 out.write(line)
-                match = re.match(r"Running test case ID (\S+)", line)
-                if match and sys.stdout.isatty():
-                    print(f"\r  case {match.group(1):<10}", end="", flush=True)
-        if sys.stdout.isatty():
-            print()
+                match = re.match(r"Running test case ID ((\d+)\.\S*)", line)
+                if match and match.group(2) != group:
+                    group = match.group(2)
+                    log(f"case group {group} ({time.monotonic() - started:.0f} s)")
         if wstest.wait() != 0 or not (REPORTS / "index.json").exists():
             raise SetupError(f"wstest failed ({wstest.returncode}); see {transcript}")
         log(f"done in {time.monotonic() - started:.0f} s")
