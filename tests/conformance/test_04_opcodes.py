@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from trio.testing import MockClock
 
-from .wire import ECHO_LOST_ON_FAILURE, PING, TEXT, Text, frame, serve
+from .wire import PING, TEXT, Text, frame, serve
 
 NON_CONTROL = [3, 4, 5, 6, 7]
 CONTROL = [0xB, 0xC, 0xD, 0xE, 0xF]
@@ -29,9 +29,7 @@ async def test_4_x_reserved_opcode_alone(
     "delivery",
     [
         "frame-wise",
-        pytest.param(
-            "one-write", marks=pytest.mark.xfail(strict=True, reason=ECHO_LOST_ON_FAILURE)
-        ),
+        "one-write",
     ],
 )
 async def test_4_x_reserved_opcode_between_a_message_and_a_ping(

@@ -8,7 +8,6 @@ from trio.testing import MockClock
 from .wire import (
     BINARY,
     CONTINUATION,
-    ECHO_LOST_ON_FAILURE,
     PING,
     PONG,
     TEXT,
@@ -85,9 +84,7 @@ async def test_continuation_without_a_message_is_1002(
 @pytest.mark.parametrize(
     "delivery",
     [
-        pytest.param(
-            "one-write", marks=pytest.mark.xfail(strict=True, reason=ECHO_LOST_ON_FAILURE)
-        ),
+        "one-write",
         "frame-wise",
     ],
     ids=["5.15", "5.15-frame-wise"],

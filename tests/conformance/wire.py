@@ -46,16 +46,6 @@ READ_TIMEOUT: Final = 10.0
 PROMPTLY: Final = 1.0
 
 
-# The one place where the server is NON-STRICT for Autobahn (cases 3.2-3.4, 4.1.3-4.1.4,
-# 4.2.3-4.2.5, 5.15): a good message followed, in the same read, by a bad frame.
-ECHO_LOST_ON_FAILURE = (
-    "a message received just before a protocol error is not echoed: the server writes the "
-    "1002 close frame as soon as the bad frame is parsed, while the good message still sits "
-    "in the app's inbox, so the app's websocket.send is refused (ClientDisconnected). "
-    "Autobahn wants the echo first (else NON-STRICT)"
-)
-
-
 def sendable_close_code(code: int) -> bool:
     """May ``code`` appear in a close frame (RFC 6455 7.4.1-7.4.2, IANA registry)?"""
     return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999

@@ -49,6 +49,9 @@ log = logging.getLogger("trio_asgi.error")
 
 # After we send a close frame the peer has this long to answer before we drop the TCP link.
 CLOSE_HANDSHAKE_TIMEOUT: Final = 5.0
+# After a protocol error, how long the app may take to handle the messages that came before
+# it (and answer them) before we close.
+FAILURE_DRAIN_TIMEOUT: Final = 1.0
 
 _PAYLOAD_TYPES: Final = (str, bytes, bytearray)  # a tuple: `a | b` builds a union per call
 
@@ -74,10 +77,11 @@ class _Inbox:
     than the rest of this class.
     """
 
-    __slots__ = ("_getters", "_items", "_limit", "_space", "ended")
+    __slots__ = ("_drained", "_getters", "_items", "_limit", "_space", "ended")
 
     def __init__(self, limit: int) -> None:
         self._items: list[str | bytes] = []
+        self._drained: trio.Event | None = None  # someone waits for the app to catch up
         self._limit = limit
         self._getters: list[trio.lowlevel.Task] | None = None
         self._space: list[trio.lowlevel.Task] | None = None
@@ -106,11 +110,20 @@ class _Inbox:
                 return self.ended
             if self._getters is None:
                 self._getters = []
+            if self._drained is not None:
+                self._drained.set()  # the app took everything and asks for more
             await _wait_in(self._getters)
         item = self._items.pop(0)
         if self._space:
             trio.lowlevel.reschedule(self._space.pop(0))
         return item
+
+    async def wait_drained(self) -> None:
+        """Until the app has taken every message and waits in ``receive()`` again."""
+        while self._items or not self._getters:
+            self._drained = trio.Event()
+            await self._drained.wait()
+        self._drained = None
 
     async def wait_for_space(self) -> None:
         while self.full and self.ended is None:
@@ -616,6 +629,12 @@ class WebSocketSession:
 
     async def _on_failure(self, event: ProtocolFailure) -> None:
         log.debug("WebSocket protocol error from %s: %s", self._conn.info.client, event.reason)
+        if self._state == _OPEN:
+            # Messages that arrived before the bad frame were valid: give the app a moment
+            # to take them and send its answers before the close frame goes out (what the
+            # Autobahn suite expects of a strict server). Nothing more is parsed meanwhile.
+            with trio.move_on_after(FAILURE_DRAIN_TIMEOUT):
+                await self._inbox.wait_drained()
         await self._close_now(event.code, event.reason[:60])
 
     async def _close_now(self, code: int, reason: str) -> None:
