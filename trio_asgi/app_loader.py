@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any, Literal, cast
 
 from ._types import ASGIApp, Receive, Scope, Send
-from .config import Interface
+from .asyncio_bridge import AsyncioBridge, detect_app_loop, import_trio_asyncio
+from .config import AppLoop, Interface
 from .errors import AppLoadError
 from .wsgi import DEFAULT_THREADS, WSGIAdaptor
 
@@ -185,11 +186,42 @@ def adapt(
     *,
     wsgi_threads: int = DEFAULT_THREADS,
     multiprocess: bool = False,
+    app_loop: AppLoop = "trio",
 ) -> ASGIApp:
-    """The app as ASGI 3, according to ``interface`` (``auto`` detects, and says so when it
-    picks WSGI or has to guess). Raises ``AppLoadError`` if ``interface`` is ``wsgi`` and
-    the app certainly is not a WSGI app. ``multiprocess`` (several worker processes serve
-    the app) becomes ``wsgi.multiprocess``."""
+    """The app as ASGI 3 for the trio server, according to ``interface`` and ``app_loop``
+    (``auto`` detects, and says so when it picks WSGI or asyncio, or has to guess).
+
+    Raises ``AppLoadError`` if ``interface`` is ``wsgi`` and the app certainly is not a
+    WSGI app, or if asyncio is needed and trio-asyncio is not installed. ``multiprocess``
+    (several worker processes serve the app) becomes ``wsgi.multiprocess``. An app for
+    asyncio comes back as an ``AsyncioBridge``, whose loop the server opens.
+    """
+    asgi3 = _adapt_interface(app, interface, wsgi_threads, multiprocess)
+    if isinstance(asgi3, WSGIAdaptor):
+        if app_loop == "asyncio":
+            raise AppLoadError(
+                f"--app-loop asyncio is for ASGI applications; {_describe(app)} is a WSGI "
+                "application, which runs in threads"
+            )
+        return asgi3
+    if app_loop == "auto":
+        app_loop, reason = cast(tuple[AppLoop, str], detect_app_loop(app))
+        if app_loop == "asyncio":
+            import_trio_asyncio(f"{_describe(app)} is {reason}, which")
+            log.info(
+                "%s is %s: running it in an asyncio loop on trio (trio-asyncio). "
+                "Pass --app-loop trio to override.",
+                _describe(app),
+                reason,
+            )
+    if app_loop == "asyncio":
+        return AsyncioBridge(asgi3)
+    return asgi3
+
+
+def _adapt_interface(
+    app: Any, interface: Interface, wsgi_threads: int, multiprocess: bool
+) -> ASGIApp:
     kind: Detected
     if interface == "auto":
         kind, reason = detect_interface(app)

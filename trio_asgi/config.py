@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .proxy import TrustedProxies
 
 Interface = Literal["auto", "asgi3", "asgi2", "wsgi"]
+AppLoop = Literal["auto", "trio", "asyncio"]
 ConcurrencyMode = Literal["backlog", "503"]
 LifespanMode = Literal["auto", "on", "off"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -218,6 +219,15 @@ class Config:
         "(README: 'WSGI apps').",
         group="application",
         choices=("auto", "asgi3", "asgi2", "wsgi"),
+    )
+    app_loop: AppLoop = setting(
+        "auto",
+        "Event loop the ASGI app runs on. 'asyncio' runs an asyncio-only app (Django, "
+        "Channels, Quart, Sanic) in one asyncio loop inside the trio server, through "
+        "trio-asyncio (pip install 'trio-asgi[asyncio]'); 'auto' picks it for the apps it "
+        "recognises as asyncio-bound and says so (README: 'Frameworks').",
+        group="application",
+        choices=("auto", "trio", "asyncio"),
     )
     wsgi_threads: int = setting(
         40,

@@ -8,6 +8,7 @@ from typing import Any
 import trio
 
 from ._types import ASGIApp, Message
+from .asyncio_bridge import ASYNCIO_HINT, add_asyncio_hint, looks_like_asyncio_on_trio
 from .config import LifespanMode
 from .errors import ASGIProtocolError, StartupFailed
 
@@ -56,6 +57,7 @@ class Lifespan:
         try:
             await self._app(scope, self._receive, self._send)
         except Exception as exc:
+            add_asyncio_hint(exc)
             if self._startup_done.is_set():
                 log.exception("Exception in the ASGI lifespan protocol", exc_info=exc)
             elif self._mode == "auto":
@@ -91,6 +93,8 @@ class Lifespan:
         elif message_type == "lifespan.startup.failed" and not self._startup_done.is_set():
             text = message.get("message") or "no message given"
             log.error("Application startup failed: %s", text)
+            if looks_like_asyncio_on_trio(str(text)):
+                log.error(ASYNCIO_HINT)
             self._startup_error = str(text)
             self._startup_done.set()
         elif message_type == "lifespan.shutdown.complete" and self._shutdown_requested.is_set():
@@ -98,6 +102,8 @@ class Lifespan:
         elif message_type == "lifespan.shutdown.failed" and self._shutdown_requested.is_set():
             self.shutdown_failure = str(message.get("message") or "no message given")
             log.error("Application shutdown failed: %s", self.shutdown_failure)
+            if looks_like_asyncio_on_trio(self.shutdown_failure):
+                log.error(ASYNCIO_HINT)
             self._shutdown_done.set()
         else:
             raise ASGIProtocolError(f"unexpected lifespan message {message!r}")

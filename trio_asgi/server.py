@@ -1,22 +1,28 @@
 """``serve()``: the nurseries of a running server and the order in which it stops.
 
-The root nursery holds the lifespan task and the signal watcher; inside it, a *connections*
-nursery holds one task per client, and inside that a *listeners* nursery holds the accept
-loops. Keeping listeners and connections apart is what makes a graceful stop possible:
-cancel the listeners (stop accepting), ask each connection to wind down, give them a
-deadline, then cancel whatever is left. Lifespan shutdown runs after the last connection.
+The root nursery holds the signal watcher and the WebSocket heartbeat; inside it, the
+asyncio loop of an asyncio app (``--app-loop asyncio``) is open around an *app tasks*
+nursery with the lifespan task; inside that, a *connections* nursery holds one task per
+client, and inside that a *listeners* nursery holds the accept loops. Keeping listeners and
+connections apart is what makes a graceful stop possible: cancel the listeners (stop
+accepting), ask each connection to wind down, give them a deadline, then cancel whatever is
+left. Lifespan shutdown runs after the last connection, and the asyncio loop closes after it.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 import trio
 
+from ._types import ASGIApp
 from .app_loader import adapt
 from .asgi.scope import ConnectionInfo
+from .asyncio_bridge import AsyncioBridge
 from .config import Config
 from .connection import Connection, ServerState
 from .errors import StartupFailed
@@ -53,16 +59,28 @@ def http_extensions(config: Config) -> dict[str, dict[object, object]]:
 class Server:
     """One server: ``await server.serve()`` runs it; ``request_shutdown()`` stops it."""
 
-    def __init__(self, app: Any, config: Config | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        config: Config | None = None,
+        *,
+        wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    ) -> None:
+        """``wrap`` is given the adapted app and returns the app to serve: for tools that
+        observe the app (the test client records what it receives and sends)."""
         self.config = config or Config()
+        adapted = adapt(
+            app,
+            self.config.interface,
+            wsgi_threads=self.config.wsgi_threads,
+            multiprocess=self.config.workers > 1,
+            app_loop=self.config.app_loop,
+        )
+        # The one asyncio loop of an asyncio app: open from before lifespan startup until
+        # after lifespan shutdown.
+        self._bridge = adapted if isinstance(adapted, AsyncioBridge) else None
         self.state = ServerState(
-            app=adapt(
-                app,
-                self.config.interface,
-                wsgi_threads=self.config.wsgi_threads,
-                multiprocess=self.config.workers > 1,
-            ),
-            config=self.config,
+            app=wrap(adapted) if wrap is not None else adapted, config=self.config
         )
         self.addresses: list[Address] = []
         self.forced = False  # a second signal cut the graceful shutdown short
@@ -117,21 +135,25 @@ class Server:
             if handle_signals:
                 await root.start(self._watch_signals)
             await root.start(self.state.heartbeat.run)
-            try:
-                await self.lifespan.startup(root)
-            except StartupFailed as exc:
-                # Raised after the nursery, so callers see StartupFailed, not a group.
-                startup_failure = exc
-                root.cancel_scope.cancel()
-            else:
-                await self._serve_connections(listeners, task_status)
-                await self.lifespan.shutdown()
-                root.cancel_scope.cancel()  # the signal watcher, a lifespan task still running
+            async with self._app_loop(), trio.open_nursery() as app_tasks:
+                try:
+                    await self.lifespan.startup(app_tasks)
+                except StartupFailed as exc:
+                    # Raised after the nursery, so callers see StartupFailed, not a group.
+                    startup_failure = exc
+                else:
+                    await self._serve_connections(listeners, task_status)
+                    await self.lifespan.shutdown()
+                app_tasks.cancel_scope.cancel()  # a lifespan task still running
+            root.cancel_scope.cancel()  # the signal watcher
         self._root = None
         for listener in listeners:
             await trio.aclose_forcefully(listener)
         if startup_failure is not None:
             raise startup_failure
+
+    def _app_loop(self) -> AbstractAsyncContextManager[None]:
+        return self._bridge.open() if self._bridge is not None else nullcontext()
 
     async def _serve_connections(
         self,

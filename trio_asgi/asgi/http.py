@@ -16,6 +16,7 @@ import h11
 import trio
 
 from .._types import ASGIApp, Message
+from ..asyncio_bridge import add_asyncio_hint
 from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
 from ..logging import log_http_access
 from ..protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, InvalidResponse
@@ -360,6 +361,7 @@ class HTTPCycle:
                 # (Starlette's ClientDisconnect); once the client is gone, that is all it is.
                 log.debug("client disconnected during %s", self._target(), exc_info=exc)
             else:
+                add_asyncio_hint(exc)
                 log.exception("Exception in ASGI application (%s)", self._target(), exc_info=exc)
             await self._finish_after_error()
         else:

@@ -21,6 +21,7 @@ import trio
 from wsproto.extensions import Extension
 
 from .._types import ASGIApp, Message
+from ..asyncio_bridge import add_asyncio_hint
 from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
 from ..logging import log_websocket_close, log_websocket_open
 from ..protocols.deflate import PerMessageDeflate
@@ -255,6 +256,7 @@ class WebSocketSession:
             if only_client_disconnects(exc):
                 log.debug("WebSocket client disconnected (%s)", self.scope["path"])
             else:
+                add_asyncio_hint(exc)
                 log.exception("Exception in ASGI application (WebSocket %s)", self.scope["path"])
             await self._finish(INTERNAL_ERROR, failed=True)
         else:

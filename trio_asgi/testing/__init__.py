@@ -24,8 +24,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.extensions import Extension, PerMessageDeflate
 
-from .._types import Message, Receive, Scope, Send
-from ..app_loader import adapt
+from .._types import ASGIApp, Message, Receive, Scope, Send
 from ..config import Config
 from ..errors import only_client_disconnects
 from ..server import Server
@@ -218,8 +217,8 @@ class TestClient(_TaskGroupOwner):
         self.buffer_size = buffer_size
         self._client_host = client_host
         self.config = Config(**config)
-        self._app = adapt(app, self.config.interface, wsgi_threads=self.config.wsgi_threads)
-        self.server = Server(self._recording_app, self.config.replace(interface="asgi3"))
+        self._app: ASGIApp | None = None  # the app as the server adapted it
+        self.server = Server(app, self.config, wrap=self._record)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         self.listener = MemoryListener((parts.hostname or "testserver", port), self.config.backlog)
         self._ports = itertools.count(_FIRST_CLIENT_PORT)
@@ -274,7 +273,12 @@ class TestClient(_TaskGroupOwner):
 
     # -- the app, observed -----------------------------------------------------------------
 
+    def _record(self, app: ASGIApp) -> ASGIApp:
+        self._app = app
+        return self._recording_app
+
     async def _recording_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self._app is not None
         if scope["type"] == "lifespan":
             await self._app(scope, receive, send)
             return

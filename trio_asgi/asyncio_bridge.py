@@ -1,0 +1,379 @@
+"""Run an asyncio-only ASGI app (Django, Channels, Quart, Sanic…) inside the trio server.
+
+The server stays trio; the app runs as an asyncio task in one trio-asyncio loop per server
+process (``AsyncioBridge.open``, entered by the server around lifespan and connections). Its
+``receive``/``send`` are asyncio coroutines whose work is done in trio by *servant* tasks.
+
+Why servants instead of ``trio_asyncio.trio_as_aio`` (a new trio task per call): a message
+then costs one ``reschedule`` of a parked servant and one asyncio wake-up, nothing else, and
+frameworks that wait in ``receive()`` in one asyncio task while sending from another (Django,
+Channels, Quart all do) get a second servant once per request, not a task per message.
+
+Cancellation, both ways:
+
+- trio → asyncio: when the server cancels the request's task (shutdown deadline, a
+  connection torn down), the app's asyncio task is cancelled and awaited, for at most
+  ``CANCEL_GRACE`` seconds; trio calls it makes meanwhile fail with ``CancelledError``.
+- asyncio → trio: an asyncio task cancelled while awaiting ``receive()``/``send()`` cancels
+  the trio call it was waiting for (a framework's disconnect listener, ``asyncio.wait_for``).
+
+Two asyncio behaviours are changed on the bridge's loop, both for a server's sake: an error
+asyncio cannot hand to anyone ("Task exception was never retrieved") is logged, not raised
+into the loop's nursery (which would stop the server); and ``run_in_executor`` accepts any
+``concurrent.futures.Executor`` (asgiref's ``sync_to_async`` brings its own thread pools,
+which trio-asyncio's loop rejects: Django's sync views need this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
+
+from ._types import ASGIApp, Message, Receive, Scope, Send
+from .errors import AppLoadError
+
+if TYPE_CHECKING:
+    from trio_asyncio import TrioEventLoop
+
+log = logging.getLogger("trio_asgi.error")
+
+INSTALL_HINT: Final = "pip install 'trio-asgi[asyncio]'"
+# How long a cancelled app gets to finish its asyncio task; an app that swallows
+# CancelledError is abandoned after this (and cancelled again when the loop closes).
+CANCEL_GRACE: Final = 5.0
+
+
+# Classes whose instances are asyncio-only ASGI apps, by "module.qualname" anywhere in the
+# MRO; a trio class wins over them (QuartTrio is a Quart subclass).
+_ASYNCIO_CLASSES: Final = {
+    "django.core.handlers.asgi.ASGIHandler": "a Django ASGIHandler",
+    "quart.app.Quart": "a Quart app (not Quart-Trio)",
+    "sanic.app.Sanic": "a Sanic app",
+}
+_TRIO_CLASSES: Final = frozenset({"quart_trio.app.QuartTrio"})
+# Every ASGI app Channels builds (routers, middleware, consumers' as_asgi()) is asyncio.
+_ASYNCIO_PACKAGES: Final = {"channels": "a Django Channels application"}
+# Where ASGI middleware keeps the app it wraps.
+_WRAPPED_ATTRIBUTES: Final = ("app", "application", "inner", "__wrapped__", "func")
+_MAX_WRAPPERS: Final = 10
+
+
+def detect_app_loop(app: Any) -> tuple[str, str]:
+    """``("asyncio", what it is)`` for an app recognised as asyncio-bound, else
+    ``("trio", "")``.
+
+    Looks at the app and, through common middleware attributes (``app``, ``inner``…), at
+    the apps it wraps: Django's ``ASGIHandler``, anything from Channels, Quart apps that are
+    not Quart-Trio, Sanic apps. Anything else (Starlette, FastAPI, Litestar… via anyio, or
+    plain ASGI) runs on trio.
+    """
+    seen: set[int] = set()
+    for _ in range(_MAX_WRAPPERS):
+        if app is None or id(app) in seen:
+            break
+        seen.add(id(app))
+        found = _asyncio_kind(app)
+        if found == "trio":
+            return "trio", ""
+        if found is not None:
+            return "asyncio", found
+        app = next(
+            (getattr(app, name) for name in _WRAPPED_ATTRIBUTES if _has_attribute(app, name)),
+            None,
+        )
+    return "trio", ""
+
+
+def _has_attribute(obj: Any, name: str) -> bool:
+    try:
+        return callable(getattr(obj, name, None))
+    except Exception:  # a property that fails is no wrapped app
+        return False
+
+
+def _asyncio_kind(app: Any) -> str | None:
+    """What makes ``app`` asyncio-bound, "trio" if it certainly is not, None if unknown."""
+    cls = app if isinstance(app, type) else type(app)
+    names = [f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__]
+    if any(name in _TRIO_CLASSES for name in names):
+        return "trio"
+    for name in names:
+        if name in _ASYNCIO_CLASSES:
+            return _ASYNCIO_CLASSES[name]
+    modules = [getattr(app, "__module__", None) or "", *(c.__module__ for c in cls.__mro__)]
+    for module in modules:
+        kind = _ASYNCIO_PACKAGES.get(module.partition(".")[0])
+        if kind is not None:
+            return kind
+    return None
+
+
+# How asyncio code fails when it runs on trio: asyncio finds no loop, or trio is handed an
+# asyncio future to wait for.
+_ASYNCIO_ON_TRIO: Final = ("no running event loop", "unrecognized yield message")
+ASYNCIO_HINT: Final = (
+    "This looks like an asyncio application running on trio: serve it with "
+    "--app-loop asyncio (README: 'Frameworks')."
+)
+
+
+def looks_like_asyncio_on_trio(error: BaseException | str) -> bool:
+    """Did ``error`` (an exception, its chain or group, or an app's failure message) come
+    from asyncio code running without an asyncio loop?"""
+    if isinstance(error, str):
+        return any(sign in error for sign in _ASYNCIO_ON_TRIO)
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        exc = pending.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        if isinstance(exc, RuntimeError | TypeError) and looks_like_asyncio_on_trio(str(exc)):
+            return True
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        pending.extend(e for e in (exc.__cause__, exc.__context__) if e is not None)
+    return False
+
+
+def add_asyncio_hint(exc: BaseException) -> None:
+    """Add ``ASYNCIO_HINT`` to the traceback of an app error that calls for it (once)."""
+    if looks_like_asyncio_on_trio(exc) and ASYNCIO_HINT not in getattr(exc, "__notes__", ()):
+        exc.add_note(ASYNCIO_HINT)
+
+
+def import_trio_asyncio(why: str) -> Any:
+    """The ``trio_asyncio`` module, or an ``AppLoadError`` telling how to install it."""
+    try:
+        import trio_asyncio
+    except ImportError:
+        raise AppLoadError(f"{why} needs the trio-asyncio package: {INSTALL_HINT}") from None
+    return trio_asyncio
+
+
+class AsyncioBridge:
+    """An ASGI 3 app for the trio server that runs ``app`` in an asyncio loop."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._trio_asyncio = import_trio_asyncio("--app-loop asyncio")
+        self._loop: TrioEventLoop | None = None
+
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator[None]:
+        """The asyncio loop, for the life of the server (nested use is an error)."""
+        if self._loop is not None:
+            raise RuntimeError("this app's asyncio loop is already open")
+        async with self._trio_asyncio.open_loop() as loop:
+            loop.set_exception_handler(_log_loop_error)
+            loop.run_in_executor = _any_executor(loop, loop.run_in_executor)
+            self._loop = loop
+            try:
+                yield
+            finally:
+                self._loop = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the asyncio loop is not open: serve the app with Server")
+        await _BridgedCall(loop, receive, send).run(self.app, scope)
+
+
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    exc = context.get("exception")
+    message = context.get("message") or "Unhandled error in the asyncio loop"
+    log.error("asyncio: %s", message, exc_info=exc)
+
+
+def _any_executor(loop: Any, run_in_executor: Callable[..., Any]) -> Callable[..., Any]:
+    trio_executor = loop._default_executor.__class__  # trio_asyncio.TrioExecutor
+
+    def run(executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        if executor is None or isinstance(executor, trio_executor):
+            return run_in_executor(executor, func, *args)  # type: ignore[no-any-return]
+        if not isinstance(executor, concurrent.futures.Executor):
+            raise TypeError(f"run_in_executor: {executor!r} is not an Executor")
+        return asyncio.wrap_future(executor.submit(func, *args), loop=loop)
+
+    return run
+
+
+class _Call:
+    """One ``receive()``/``send()`` of the asyncio side, waiting for a servant."""
+
+    __slots__ = ("args", "fn", "future", "servant")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], future: Any) -> None:
+        self.fn = fn
+        self.args = args
+        self.future: asyncio.Future[Any] = future
+        self.servant: _Servant | None = None  # the one running it
+
+
+class _Servant:
+    """A trio task making the asyncio side's trio calls, one at a time."""
+
+    __slots__ = ("call", "scope", "task")
+
+    def __init__(self) -> None:
+        self.task: Task | None = None
+        self.call: _Call | None = None
+        self.scope: trio.CancelScope | None = None
+
+
+class _BridgedCall:
+    """One app call (a request, a WebSocket session or the lifespan) across the bridge."""
+
+    __slots__ = ("_app_task", "_idle", "_loop", "_main", "_nursery", "_receive", "_send")
+
+    def __init__(self, loop: Any, receive: Receive, send: Send) -> None:
+        self._loop = loop
+        self._receive = receive
+        self._send = send
+        self._idle: list[_Servant] = []
+        self._nursery: trio.Nursery | None = None
+        self._main: Task | None = None
+        self._app_task: asyncio.Task[None] | None = None
+
+    # -- the asyncio side ------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        return await self._submit(self._receive, ())  # type: ignore[no-any-return]
+
+    async def send(self, message: Message) -> None:
+        await self._submit(self._send, (message,))
+
+    async def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        call = _Call(fn, args, self._loop.create_future())
+        if self._idle:
+            servant = self._idle.pop()
+            servant.call = call
+            reschedule(servant.task)
+        elif self._nursery is not None:
+            self._nursery.start_soon(self._serve, call)
+        else:  # a task the app left behind calls after the app returned
+            raise RuntimeError("ASGI receive/send called after the application returned")
+        try:
+            return await call.future
+        except asyncio.CancelledError:
+            # The asyncio task waiting for this call was cancelled: stop the trio side too,
+            # so that e.g. a cancelled receive() does not take the next message.
+            servant = call.servant
+            if servant is not None and servant.call is call and servant.scope is not None:
+                servant.scope.cancel()
+            raise
+
+    async def _run_app(self, app: ASGIApp, scope: Scope) -> None:
+        try:
+            await app(scope, self.receive, self.send)
+        finally:
+            # The task is done once this step ends, before the trio side runs again. Waking
+            # it from here saves the loop iteration a done-callback would cost.
+            self._app_done()
+
+    def _app_done(self, _task: object = None) -> None:
+        if self._main is not None:
+            main, self._main = self._main, None
+            reschedule(main)
+
+    # -- the trio side ---------------------------------------------------------------------
+
+    async def run(self, app: ASGIApp, scope: Scope) -> None:
+        task = self._loop.create_task(self._run_app(app, scope))
+        self._app_task = task
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                await self._wait_for_app()
+            except trio.Cancelled:
+                await self._cancel_app()  # servants still answer it, with CancelledError
+                raise
+            finally:
+                self._nursery = None
+                nursery.cancel_scope.cancel()  # idle servants
+        if task.cancelled():
+            raise RuntimeError("the asyncio task running the ASGI application was cancelled")
+        task.result()  # the app's exception, if any
+
+    async def _wait_for_app(self) -> None:
+        if self._app_task is not None and self._app_task.done():
+            await trio.lowlevel.checkpoint()
+            return
+        self._main = current_task()
+
+        def abort(_raise_cancel: Any) -> Abort:
+            self._main = None
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    async def _cancel_app(self) -> None:
+        """Cancel the asyncio task and wait (a bounded time) until it has finished."""
+        task = self._app_task
+        if task is None or task.done():
+            return
+        task.cancel()
+        # A task cancelled before its first step never runs _run_app's `finally`.
+        task.add_done_callback(self._app_done)
+        with trio.CancelScope(shield=True) as grace:
+            grace.deadline = trio.current_time() + CANCEL_GRACE
+            await self._wait_for_app()
+        if not task.done():
+            log.error(
+                "The asyncio task of the ASGI application ignored its cancellation for %g s; "
+                "abandoning it",
+                CANCEL_GRACE,
+            )
+            task.cancel()
+
+    async def _serve(self, call: _Call | None) -> None:
+        servant = _Servant()
+        servant.task = current_task()
+        while True:
+            with trio.CancelScope() as scope:
+                servant.scope = scope
+                while True:
+                    if call is None:
+                        call = await self._park(servant)
+                    servant.call = call
+                    call.servant = servant
+                    future = call.future
+                    call = None
+                    if future.done():  # cancelled before we got to it
+                        continue
+                    try:
+                        result = await servant.call.fn(*servant.call.args)
+                    except trio.Cancelled:
+                        if not future.done():
+                            future.cancel()
+                        raise
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                    finally:
+                        servant.call = None
+            # Only our own scope was cancelled (the asyncio side gave up on a call): go on.
+
+    async def _park(self, servant: _Servant) -> _Call:
+        self._idle.append(servant)
+
+        def abort(_raise_cancel: Any) -> Abort:
+            self._idle.remove(servant)
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+        call = servant.call
+        assert call is not None
+        return call
