@@ -1,6 +1,6 @@
 """A Sanic app: trio_asgi runs it in an asyncio loop.
 
-    python -m trio_asgi examples.sanic_app:app
+python -m trio_asgi examples.sanic_app:app
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Literal, cast
 
 from ._types import ASGIApp, Receive, Scope, Send
-from .asyncio_bridge import AsyncioBridge, detect_app_loop, import_trio_asyncio
+from .asyncio_bridge import INSTALL_HINT, AsyncioBridge, detect_app_loop, import_trio_asyncio
 from .config import AppLoop, Interface
 from .errors import AppLoadError
 from .wsgi import DEFAULT_THREADS, WSGIAdaptor
@@ -196,18 +196,16 @@ def adapt(
     (several worker processes serve the app) becomes ``wsgi.multiprocess``. An app for
     asyncio comes back as an ``AsyncioBridge``, whose loop the server opens.
     """
-    asgi3 = _adapt_interface(app, interface, wsgi_threads, multiprocess)
+    asgi3 = _adapt_interface(app, interface, wsgi_threads, multiprocess, app_loop)
     if isinstance(asgi3, WSGIAdaptor):
-        if app_loop == "asyncio":
-            raise AppLoadError(
-                f"--app-loop asyncio is for ASGI applications; {_describe(app)} is a WSGI "
-                "application, which runs in threads"
-            )
         return asgi3
     if app_loop == "auto":
         app_loop, reason = cast(tuple[AppLoop, str], detect_app_loop(app))
         if app_loop == "asyncio":
-            import_trio_asyncio(f"{_describe(app)} is {reason}, which")
+            import_trio_asyncio(
+                f"{_describe(app)} is {reason}, which runs on asyncio: install trio-asyncio to "
+                f"serve it ({INSTALL_HINT}), or pass --app-loop trio"
+            )
             log.info(
                 "%s is %s: running it in an asyncio loop on trio (trio-asyncio). "
                 "Pass --app-loop trio to override.",
@@ -220,11 +218,16 @@ def adapt(
 
 
 def _adapt_interface(
-    app: Any, interface: Interface, wsgi_threads: int, multiprocess: bool
+    app: Any, interface: Interface, wsgi_threads: int, multiprocess: bool, app_loop: AppLoop
 ) -> ASGIApp:
     kind: Detected
     if interface == "auto":
         kind, reason = detect_interface(app)
+        if kind == "wsgi" and app_loop == "asyncio":
+            raise AppLoadError(
+                f"--app-loop asyncio is for ASGI applications; {_describe(app)} is a WSGI "
+                "application, which runs in threads"
+            )
         if reason == "ambiguous":
             log.warning(
                 "Cannot tell from its signature %s whether %s is an ASGI 2 or a WSGI "
@@ -254,6 +257,8 @@ def _adapt_interface(
         return asgi2_to_asgi3(app)
     if kind == "wsgi":
         _check_wsgi(app)
+        if app_loop == "asyncio":
+            raise AppLoadError("--app-loop asyncio is for ASGI applications, not WSGI")
         return WSGIAdaptor(app, threads=wsgi_threads, multiprocess=multiprocess)
     return cast(ASGIApp, app)
 

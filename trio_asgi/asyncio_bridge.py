@@ -54,12 +54,12 @@ CANCEL_GRACE: Final = 5.0
 # MRO; a trio class wins over them (QuartTrio is a Quart subclass).
 _ASYNCIO_CLASSES: Final = {
     "django.core.handlers.asgi.ASGIHandler": "a Django ASGIHandler",
-    "quart.app.Quart": "a Quart app (not Quart-Trio)",
+    "quart.app.Quart": "a Quart app",
     "sanic.app.Sanic": "a Sanic app",
 }
 _TRIO_CLASSES: Final = frozenset({"quart_trio.app.QuartTrio"})
 # Every ASGI app Channels builds (routers, middleware, consumers' as_asgi()) is asyncio.
-_ASYNCIO_PACKAGES: Final = {"channels": "a Django Channels application"}
+_ASYNCIO_PACKAGES: Final = {"channels": "a Django Channels app"}
 # Where ASGI middleware keeps the app it wraps.
 _WRAPPED_ATTRIBUTES: Final = ("app", "application", "inner", "__wrapped__", "func")
 _MAX_WRAPPERS: Final = 10
@@ -150,12 +150,14 @@ def add_asyncio_hint(exc: BaseException) -> None:
         exc.add_note(ASYNCIO_HINT)
 
 
-def import_trio_asyncio(why: str) -> Any:
-    """The ``trio_asyncio`` module, or an ``AppLoadError`` telling how to install it."""
+def import_trio_asyncio(
+    missing: str = f"--app-loop asyncio needs the trio-asyncio package: {INSTALL_HINT}",
+) -> Any:
+    """The ``trio_asyncio`` module, or an ``AppLoadError`` with the ``missing`` message."""
     try:
         import trio_asyncio
     except ImportError:
-        raise AppLoadError(f"{why} needs the trio-asyncio package: {INSTALL_HINT}") from None
+        raise AppLoadError(missing) from None
     return trio_asyncio
 
 
@@ -164,7 +166,7 @@ class AsyncioBridge:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._trio_asyncio = import_trio_asyncio("--app-loop asyncio")
+        self._trio_asyncio = import_trio_asyncio()
         self._loop: TrioEventLoop | None = None
 
     @asynccontextmanager

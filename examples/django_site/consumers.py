@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-disconnects: list[int] = []  # close codes seen by consumers, for the tests
+log = logging.getLogger("examples.django_site")
 
 
 class EchoConsumer(AsyncWebsocketConsumer):
@@ -20,4 +22,4 @@ class EchoConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=bytes_data)
 
     async def disconnect(self, code: int) -> None:
-        disconnects.append(code)
+        log.info("echo consumer disconnected with code %s", code)

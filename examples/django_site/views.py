@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
-# What /slow saw, for the test of a client leaving mid-request.
-slow_requests: dict[str, str] = {}
+log = logging.getLogger("examples.django_site")
 
 
 async def hello(request: HttpRequest) -> HttpResponse:
@@ -18,7 +18,8 @@ async def hello(request: HttpRequest) -> HttpResponse:
 
 
 def sync_view(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"thread": threading.current_thread().name, "main": threading.main_thread().name})
+    """Runs in a worker thread of asgiref's executor, not on the event loop."""
+    return JsonResponse({"in_main_thread": threading.current_thread() is threading.main_thread()})
 
 
 async def echo(request: HttpRequest) -> HttpResponse:
@@ -37,12 +38,13 @@ async def stream(request: HttpRequest) -> StreamingHttpResponse:
 
 
 async def slow(request: HttpRequest) -> HttpResponse:
+    """Takes an hour. Since Django 5.0 a client that leaves cancels the view: its
+    ``http.disconnect`` crosses the bridge like any other message."""
     key = request.GET.get("key", "")
-    slow_requests[key] = "started"
+    log.info("slow view %s started", key)
     try:
         await asyncio.sleep(3600)
     except asyncio.CancelledError:
-        slow_requests[key] = "cancelled"
+        log.info("slow view %s cancelled", key)
         raise
-    slow_requests[key] = "finished"
-    return HttpResponse(b"late")
+    return HttpResponse(b"an hour later")

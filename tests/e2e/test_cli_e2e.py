@@ -284,3 +284,40 @@ async def test_access_log_goes_to_stdout_unless_disabled() -> None:
                 process.kill()
         line = '"GET /some/path?q=1 HTTP/1.1" 200 14'
         assert (line in out.decode()) is expected, out
+
+
+async def test_an_asyncio_app_is_recognised_and_served(tmp_path: Path) -> None:
+    """`--app-loop auto`: one startup line says which loop; Django and Channels answer over
+    HTTP and WebSocket from the one asyncio loop of the process."""
+    async with server("examples.django_site.asgi:application") as running:
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(running.url)).text == "Hello, world!"
+            assert (await http.get(running.url + "/sync")).json() == {"in_main_thread": False}
+        replies = await trio.to_thread.run_sync(
+            websocket_echo, running.ws_url + "/ws/echo", ["one", b"two"]
+        )
+        assert replies == ["one", b"two"]
+    assert (
+        b"a ProtocolTypeRouter instance is a Django Channels app: running it in an "
+        b"asyncio loop on trio (trio-asyncio). Pass --app-loop trio to override."
+    ) in running.stderr
+    assert b"Traceback" not in running.stderr
+
+
+async def test_without_trio_asyncio_an_asyncio_app_exits_2_with_one_line(tmp_path: Path) -> None:
+    # A trio_asyncio package that cannot be imported stands in for a missing one.
+    (tmp_path / "trio_asyncio").mkdir()
+    (tmp_path / "trio_asyncio" / "__init__.py").write_text("raise ImportError('not here')\n")
+    result = await trio.run_process(
+        [sys.executable, "-m", "trio_asgi", "examples.quart_app:app"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])},
+        capture_stderr=True,
+        capture_stdout=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        "trio-asgi: error: a Quart instance is a Quart app, which runs on asyncio: install "
+        "trio-asyncio to serve it (pip install 'trio-asgi[asyncio]'), or pass --app-loop trio\n"
+    )

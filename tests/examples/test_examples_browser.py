@@ -8,6 +8,7 @@ WebSocket delivered the server's welcome, so a WebSocket that does not connect f
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,14 +44,21 @@ TIMEOUT_MS = 30_000
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    # Playwright's sync API runs an asyncio loop of its own. Once trio-asyncio is imported
+    # (the --app-loop asyncio tests do), asyncio.new_event_loop() makes trio-asyncio's
+    # "sync loop" unless this thread names a policy of its own.
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
+            )
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        asyncio.set_event_loop_policy(None)
 
 
 def open_chat(context: BrowserContext, url: str, errors: list[str]) -> Page:
