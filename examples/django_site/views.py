@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 
+from asgiref.sync import async_to_sync
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 log = logging.getLogger("examples.django_site")
@@ -17,9 +18,20 @@ async def hello(request: HttpRequest) -> HttpResponse:
     return HttpResponse(b"Hello, world!", content_type="text/plain")
 
 
+async def loop_name() -> str:
+    await asyncio.sleep(0)
+    return type(asyncio.get_running_loop()).__name__
+
+
 def sync_view(request: HttpRequest) -> JsonResponse:
-    """Runs in a worker thread of asgiref's executor, not on the event loop."""
-    return JsonResponse({"in_main_thread": threading.current_thread() is threading.main_thread()})
+    """Runs in a worker thread of asgiref's executor, not on the event loop; async_to_sync
+    takes async code back to the server's loop."""
+    return JsonResponse(
+        {
+            "in_main_thread": threading.current_thread() is threading.main_thread(),
+            "async_to_sync_loop": async_to_sync(loop_name)(),
+        }
+    )
 
 
 async def echo(request: HttpRequest) -> HttpResponse:

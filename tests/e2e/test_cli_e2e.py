@@ -292,7 +292,10 @@ async def test_an_asyncio_app_is_recognised_and_served(tmp_path: Path) -> None:
     async with server("examples.django_site.asgi:application") as running:
         async with httpx.AsyncClient() as http:
             assert (await http.get(running.url)).text == "Hello, world!"
-            assert (await http.get(running.url + "/sync")).json() == {"in_main_thread": False}
+            assert (await http.get(running.url + "/sync")).json() == {
+                "in_main_thread": False,
+                "async_to_sync_loop": "TrioEventLoop",  # the server's asyncio loop
+            }
         replies = await trio.to_thread.run_sync(
             websocket_echo, running.ws_url + "/ws/echo", ["one", b"two"]
         )

@@ -16,6 +16,7 @@ from .supervised import (
     Held,
     Supervised,
     get_pid,
+    http_get,
     process_gone,
     supervised,
     wait_until,
@@ -234,3 +235,17 @@ async def test_an_app_that_cannot_start_fails_once_with_its_exit_code(
     assert message in server.log
     assert "listening on" not in server.log
     assert "Traceback" not in server.log
+
+
+async def test_every_worker_runs_an_asyncio_app_on_its_own_loop() -> None:
+    args = ("--workers", "2", "--limit-concurrency", "1", "--app-loop", "asyncio")
+    async with supervised(APP, *args) as server:
+        held = {h.pid: h for h in await hold_one_per_worker(server, 2)}
+        for pid in server.ready_pids():
+            await held[pid].close()  # the one worker free to answer
+            status, body = await http_get(server.host, server.port, "/loop")
+            assert (status, body) == (200, b"%d asyncio" % pid)
+            held[pid] = await Held.open(server)
+            assert held[pid].pid == pid
+        for h in held.values():
+            await h.close()

@@ -7,6 +7,7 @@
 - ``GET /until-stop``: ``started``, then waits for the server's graceful stop, takes a
   moment more, and ends with ``finished``: a request in flight during a drain.
 - ``GET /crash``: the process exits with code 13.
+- ``GET /loop``: the pid and the async library the app runs on (``--app-loop``).
 - WebSocket ``/ws``: answers every message with the pid.
 
 If the file named by ``$WORKER_APP_BROKEN`` exists, importing this module fails: "broken
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import sniffio
 import trio
 
 if os.path.exists(os.environ.get("WORKER_APP_BROKEN", "/nonexistent")):
@@ -54,6 +56,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         except OSError:  # ClientDisconnected: the /hold client left
             pass
     else:
-        length = [(b"content-length", str(len(PID)).encode())]
+        body = PID
+        if scope["path"] == "/loop":
+            body = b"%s %s" % (PID, sniffio.current_async_library().encode())
+        length = [(b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": length})
-        await send({"type": "http.response.body", "body": PID})
+        await send({"type": "http.response.body", "body": body})

@@ -66,7 +66,10 @@ async def test_async_view_sync_view_and_request_body(server: LiveServer) -> None
             assert (hello.status_code, hello.text) == (200, "Hello, world!")
             # A plain `def` view runs in asgiref's own thread pool: the bridge hands the
             # loop's run_in_executor calls for it to that pool.
-            assert http.get("/sync").json() == {"in_main_thread": False}
+            assert http.get("/sync").json() == {
+                "in_main_thread": False,
+                "async_to_sync_loop": "TrioEventLoop",  # the server's asyncio loop
+            }
             body = bytes(range(256)) * 1000
             echoed = http.post("/echo", content=body, headers={"content-type": "x/bytes"})
             assert (echoed.content, echoed.headers["content-type"]) == (body, "x/bytes")
