@@ -77,6 +77,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     parser.add_argument(
+        "--max-other-load",
+        type=float,
+        default=25.0,
+        metavar="PCT",
+        help="repeat a run when other processes used more than PCT%% of a core (default 25)",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=2, help="repeats allowed per run for that (default 2)"
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         metavar="JSON",
@@ -168,7 +178,8 @@ def versions(peers: bool) -> dict[str, Any]:
 # -- running ------------------------------------------------------------------------------
 
 
-def run_one(workload: str, round_: int, server: str, settings: Settings) -> dict[str, Any]:
+def run_once(workload: str, round_: int, server: str, settings: Settings) -> dict[str, Any]:
+    """Start ``server``, apply ``workload`` once, stop it; failures become a record too."""
     spec = SERVERS[server]
     python = str(peers_python()) if spec.peer else sys.executable
     log_path = BENCH_DIR / "logs" / f"{workload}-r{round_ + 1}-{server}.log"
@@ -180,6 +191,7 @@ def run_one(workload: str, round_: int, server: str, settings: Settings) -> dict
         "metrics": {},
         "error": None,
         "complaints": [],
+        "startup_notes": [],
         "log": str(log_path.relative_to(REPO)),
     }
     began = time.monotonic()
@@ -192,10 +204,34 @@ def run_one(workload: str, round_: int, server: str, settings: Settings) -> dict
             finally:
                 running.stop()
                 record["complaints"] = running.complaints()
+                record["startup_notes"] = running.startup_notes()
     except BenchError as exc:
         record["error"] = str(exc)
     record["seconds"] = round(time.monotonic() - began, 1)
     return record
+
+
+def run_one(
+    workload: str, round_: int, server: str, settings: Settings, max_other: float, retries: int
+) -> dict[str, Any]:
+    """``run_once``, repeated while other processes took more than ``max_other`` % of a
+    core during the measured window; the quietest attempt is kept. The choice is made on
+    the machine's load, never on the result, so it cannot favour a server."""
+    attempts = []
+    for _ in range(1 + retries):
+        record = run_once(workload, round_, server, settings)
+        attempts.append(record)
+        if not record["ok"] or record["metrics"].get("other_load_pct", 0.0) <= max_other:
+            break
+        print(
+            f"  {workload} r{round_ + 1} {server}: other processes used "
+            f"{record['metrics']['other_load_pct']:.0f}% of a core, repeating",
+            flush=True,
+        )
+    ok = [r for r in attempts if r["ok"]]
+    best = min(ok, key=lambda r: r["metrics"].get("other_load_pct", 0.0)) if ok else attempts[-1]
+    best["attempts"] = len(attempts)
+    return best
 
 
 def _progress(record: dict[str, Any], index: int, total: int) -> str:
@@ -206,8 +242,12 @@ def _progress(record: dict[str, Any], index: int, total: int) -> str:
     metric = WORKLOADS[record["workload"]].primary
     value = record["metrics"][metric]
     cpu = record["metrics"].get("server_cpu_pct", 0.0)
+    other = record["metrics"].get("other_load_pct", 0.0)
     note = " (server logged, see report)" if record["complaints"] else ""
-    return f"{head} {metric}={value:,.1f} cpu={cpu:.0f}% ({record['seconds']:.0f}s){note}"
+    return (
+        f"{head} {metric}={value:,.1f} cpu={cpu:.0f}% other={other:.0f}% "
+        f"({record['seconds']:.0f}s){note}"
+    )
 
 
 def render(results: dict[str, Any], out: Path, chart: bool) -> None:
@@ -306,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = out / "bench-results.json"
     started = time.monotonic()
     for index, (workload, round_, server) in enumerate(plan, 1):
-        record = run_one(workload, round_, server, settings)
+        record = run_one(workload, round_, server, settings, args.max_other_load, args.retries)
         results["runs"].append(record)
         print(_progress(record, index, len(plan)), flush=True)
         raw.write_text(json.dumps(results, indent=1) + "\n")  # partial results survive a ^C

@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from .servers import BENCH_DIR, HOST, LOADGEN_CPU, BenchError, ProcSample, RunningServer, pinned
+from .servers import (
+    BENCH_DIR,
+    HOST,
+    LOADGEN_CPU,
+    BenchError,
+    ProcSample,
+    RunningServer,
+    cpu_busy,
+    pinned,
+    process_cpu,
+)
 
 HERE: Final = Path(__file__).resolve().parent
 WSLOAD_SOURCE: Final = HERE / "wsload.c"
@@ -27,22 +37,42 @@ UPLOAD_LUA: Final = HERE / "upload.lua"
 
 
 @dataclass(frozen=True)
+class Edge:
+    """The machine at one edge of the measured window."""
+
+    server: ProcSample
+    loadgen_cpu: float  # CPU seconds the load generator had used so far
+    busy: float  # CPU seconds all cores had been busy since boot
+
+    @classmethod
+    def take(cls, server: RunningServer, loadgen_cpu: float) -> Edge:
+        return cls(server.sample(), loadgen_cpu, cpu_busy())
+
+
+@dataclass(frozen=True)
 class LoadResult:
-    """What one load-generator run measured, plus the server samples around its window."""
+    """What one load-generator run measured, plus the machine around its window."""
 
     result: dict[str, Any]
-    start: ProcSample
-    end: ProcSample
-    loadgen_cpu: float  # seconds, user + system
-    loadgen_wall: float  # seconds
-
-    @property
-    def server_cpu(self) -> float:
-        return self.end.cpu - self.start.cpu
+    start: Edge
+    end: Edge
+    loadgen_cpu: float  # seconds, user + system, whole run
+    loadgen_wall: float  # seconds, whole run
 
     @property
     def window(self) -> float:
-        return self.end.at - self.start.at
+        return self.end.server.at - self.start.server.at
+
+    @property
+    def server_cpu(self) -> float:
+        return self.end.server.cpu - self.start.server.cpu
+
+    @property
+    def other_cpu(self) -> float:
+        """CPU seconds used in the window by neither the server nor the load generator:
+        other tenants of this machine, which the report shows so a noisy run is visible."""
+        loadgen = self.end.loadgen_cpu - self.start.loadgen_cpu
+        return max(0.0, self.end.busy - self.start.busy - self.server_cpu - loadgen)
 
 
 def build_wsload(output: Path = WSLOAD) -> Path:
@@ -86,9 +116,9 @@ def run_wsload(server: RunningServer, args: list[str]) -> LoadResult:
             event = json.loads(line)
             kind = event.get("event")
             if kind == "measure_start":
-                start = server.sample()
+                start = Edge.take(server, process_cpu(proc.pid))
             elif kind == "measure_end":
-                end = server.sample()
+                end = Edge.take(server, process_cpu(proc.pid))
             elif kind == "result":
                 result = event
     except BaseException:
@@ -125,7 +155,7 @@ def run_wrk(
     if script is not None:
         command += ["-s", str(script)]
     command.append(f"http://{HOST}:{server.port}{path}")
-    start = server.sample()
+    start = Edge.take(server, 0.0)
     began = time.monotonic()
     proc = subprocess.Popen(
         pinned(LOADGEN_CPU, command),
@@ -139,7 +169,7 @@ def run_wrk(
     errors = proc.stderr.read().strip()
     code, cpu = _wait(proc)
     wall = time.monotonic() - began
-    end = server.sample()
+    end = Edge.take(server, cpu)
     if code != 0:
         raise BenchError(f"wrk exited with {code}: {errors or output[-500:]}")
     return LoadResult(parse_wrk(output), start, end, cpu, wall)

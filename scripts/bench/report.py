@@ -141,6 +141,25 @@ def summary_table(results: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def cpu_cost_table(results: dict[str, Any]) -> list[str]:
+    """Server CPU time per operation, peer ÷ trio_asgi (above 1: trio_asgi spends less).
+
+    Unlike throughput, CPU time per operation barely moves when another process shares the
+    server's core, so this table is the steadier one on a busy machine.
+    """
+    runs = results["runs"]
+    peers = [s for s in results["meta"]["servers"] if s != SUBJECT]
+    rows = []
+    for name in results["meta"]["workloads"]:
+        subject = median_metric(runs, name, SUBJECT, "cpu_us_per_op")
+        row = [name, WORKLOADS[name].op, fmt(subject, 1)]
+        for peer in peers:
+            row.append(fmt_ratio(paired_ratios(runs, name, peer, SUBJECT, "cpu_us_per_op")))
+        rows.append(row)
+    header = ["workload", "per", "trio_asgi CPU µs"] + [f"{peer} ÷ trio_asgi" for peer in peers]
+    return _table(header, rows)
+
+
 def targets_table(results: dict[str, Any]) -> list[str]:
     runs = results["runs"]
     rows = []
@@ -162,6 +181,8 @@ def targets_table(results: dict[str, Any]) -> list[str]:
         else:
             status = "**not met**"
         rows.append([target.workload, target.describe(), shown, status])
+    if not rows:
+        return ["No target of issue 6 involves the servers and workloads of this run."]
     return _table(["workload", "target (issue 6)", "measured", "status"], rows)
 
 
@@ -201,6 +222,12 @@ def _settings(results: dict[str, Any]) -> Any:
 
 def problems(results: dict[str, Any]) -> list[str]:
     lines = []
+    notes: dict[str, list[str]] = {}
+    for r in results["runs"]:
+        if r.get("startup_notes") and r["server"] not in notes:
+            notes[r["server"]] = r["startup_notes"]
+    for server, logged in notes.items():
+        lines.append(f"- {server} logged at startup: `{' '.join(logged)[:300]}`")
     for r in results["runs"]:
         where = f"{r['workload']} / {r['server']} / round {r['round'] + 1}"
         if not r["ok"]:
@@ -244,6 +271,14 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
         "",
     ]
     out += summary_table(results)
+    out += ["", "### Server CPU time per operation", ""]
+    out += [
+        "Median of the per-round ratios *peer ÷ trio_asgi*: above 1 means trio_asgi spends "
+        "less CPU per message, request or handshake. This ratio hardly depends on how busy the "
+        "machine was, so it is the one to trust when the *other load* column is high.",
+        "",
+    ]
+    out += cpu_cost_table(results)
     out += ["", "## Targets", ""]
     out += targets_table(results)
     out += ["", "## Per workload", ""]

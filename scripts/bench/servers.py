@@ -249,6 +249,24 @@ def sample(pid: int) -> ProcSample:
     )
 
 
+def cpu_busy() -> float:
+    """Seconds all CPUs spent busy since boot (/proc/stat: everything but idle and iowait,
+    steal included: time the hypervisor gave to someone else is time we did not get)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of a process (0 if it is already gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 # -- running a server --------------------------------------------------------------------
 
 
@@ -277,6 +295,7 @@ class RunningServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C on the harness reaches us, not the servers
         )
+        self._log_size_at_ready = 0
         self._log_size_at_stop = 0
 
     @property
@@ -307,6 +326,7 @@ class RunningServer:
                 continue
             if response.status != 200 or body != b"Hello, world!":
                 raise BenchError(f"{self.spec.name}: GET / answered {response.status} {body!r}")
+            self._log_size_at_ready = self._log_size()
             return
         raise BenchError(f"{self.spec.name} not ready after {timeout} s ({last_error})")
 
@@ -321,11 +341,16 @@ class RunningServer:
         self.check_alive()
         return sample(self.pid)
 
+    def _log_size(self) -> int:
+        self._log.flush()
+        return self.log_path.stat().st_size
+
     def stop(self) -> None:
         """SIGINT (graceful everywhere), then SIGKILL if it lingers."""
+        if self._log.closed:
+            return
+        self._log_size_at_stop = self._log_size()
         if self.proc.poll() is None:
-            self._log.flush()
-            self._log_size_at_stop = self.log_path.stat().st_size
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGINT)
             try:
@@ -333,17 +358,21 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        else:
-            self._log_size_at_stop = self.log_path.stat().st_size
         self._log.close()
 
     def log_tail(self, limit: int = 2000) -> str:
         self._log.flush()
         return self.log_path.read_bytes()[-limit:].decode(errors="replace")
 
+    def _log_lines(self, start: int, end: int) -> list[str]:
+        text = self.log_path.read_bytes()[start:end].decode(errors="replace")
+        return [line for line in text.splitlines() if line.strip()][:20]
+
+    def startup_notes(self) -> list[str]:
+        """What the server logged before it answered (deprecation warnings and the like)."""
+        return self._log_lines(0, self._log_size_at_ready)
+
     def complaints(self) -> list[str]:
-        """Lines the server logged while under load (before we asked it to stop): with the
-        log level at ``warning``, anything here is a warning, an error or a traceback."""
-        text = self.log_path.read_bytes()[: self._log_size_at_stop].decode(errors="replace")
-        lines = [line for line in text.splitlines() if line.strip()]
-        return lines[:20]
+        """Lines logged under load, before we asked the server to stop: with the log level
+        at ``warning``, anything here is a warning, an error or a traceback."""
+        return self._log_lines(self._log_size_at_ready, self._log_size_at_stop)

@@ -59,6 +59,7 @@ METRICS: Final = {
     "cpu_us_per_op": Metric("server CPU µs/op", False, 1),
     "rss_mib": Metric("server RSS MiB", False, 1),
     "loadgen_cpu_pct": Metric("load-gen CPU %", False, 0),
+    "other_load_pct": Metric("other load %", False, 0),
 }
 
 
@@ -68,8 +69,9 @@ def _common(load: LoadResult, ops: float) -> dict[str, float]:
     return {
         "server_cpu_pct": 100.0 * cpu / load.window if load.window > 0 else 0.0,
         "cpu_us_per_op": 1e6 * cpu / ops if ops else 0.0,
-        "rss_mib": load.end.rss_kib / 1024,
+        "rss_mib": load.end.server.rss_kib / 1024,
         "loadgen_cpu_pct": 100.0 * load.loadgen_cpu / load.loadgen_wall,
+        "other_load_pct": 100.0 * load.other_cpu / load.window if load.window > 0 else 0.0,
     }
 
 
