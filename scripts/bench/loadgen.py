@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -103,8 +104,14 @@ def _wait(proc: subprocess.Popen[str]) -> tuple[int, float]:
     return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
-def run_wsload(server: RunningServer, args: list[str]) -> LoadResult:
-    """Run ``wsload`` against ``server``; raise ``BenchError`` with its message on failure."""
+def run_wsload(
+    server: RunningServer, args: list[str], on_event: Callable[[str], None] | None = None
+) -> LoadResult:
+    """Run ``wsload`` against ``server``; raise ``BenchError`` with its message on failure.
+
+    ``on_event`` hears ``measure_start`` and ``measure_end`` as they happen (the profiler
+    uses them to record exactly the measured window).
+    """
     command = pinned(LOADGEN_CPU, [str(WSLOAD), "--host", HOST, "--port", str(server.port), *args])
     began = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -115,6 +122,8 @@ def run_wsload(server: RunningServer, args: list[str]) -> LoadResult:
         for line in proc.stdout:
             event = json.loads(line)
             kind = event.get("event")
+            if on_event is not None:
+                on_event(kind)
             if kind == "measure_start":
                 start = Edge.take(server, process_cpu(proc.pid))
             elif kind == "measure_end":
