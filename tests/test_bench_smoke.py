@@ -45,7 +45,8 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, ModuleType]]:
 def test_harness_runs_every_workload_against_trio_asgi(tmp_path: Path) -> None:
     command = [sys.executable, str(RUN), "--servers", "trio_asgi", "--rounds", "1"]
     command += ["--duration", "1", "--warmup", "0", "--idle-connections", "20"]
-    command += ["--idle-hold", "0.2", "--retries", "0", "--no-chart", "--out", str(tmp_path)]
+    command += ["--idle-hold", "0.2", "--retries", "0", "--quiet-wait", "0"]
+    command += ["--no-chart", "--out", str(tmp_path)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -153,7 +154,12 @@ def test_wsload_rejects_a_corrupted_echo(bench: dict[str, ModuleType]) -> None:
 
 
 def test_wsload_rejects_a_server_that_closes(bench: dict[str, ModuleType]) -> None:
-    port, thread = _fake_server(lambda conn, request: _switch(conn, _accept_token(request)))
+    def hang_up(conn: socket.socket, request: bytes) -> None:
+        _switch(conn, _accept_token(request))
+        # Read the whole first frame (2 + 4 + 32 bytes) so closing sends FIN, not RST.
+        _recv_exact(conn, 38)
+
+    port, thread = _fake_server(hang_up)
     result = _run_wsload(bench, port)
     thread.join(5)
     assert result.returncode == 2

@@ -88,6 +88,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--retries", type=int, default=1, help="repeats allowed per run for that (default 1)"
     )
     parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="wait up to S seconds before each run for other processes to calm down (20)",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         metavar="JSON",
@@ -212,31 +219,34 @@ def run_once(workload: str, round_: int, server: str, settings: Settings) -> dic
     return record
 
 
-# Longest we wait for other processes to calm down before a run; past it we run anyway
-# (and the report shows the other load): a benchmark that never finishes helps nobody.
-QUIET_WAIT: Final = 20.0
-
-
 def wait_for_quiet(max_other: float, limit: float) -> float:
     """Wait (at most ``limit`` s) until the machine's CPUs, busy with anything, use less than
-    ``max_other`` % of a core; between runs nothing of ours runs, so that is all others."""
+    ``max_other`` % of a core; between runs nothing of ours runs, so that is all others.
+    Past the limit we run anyway (the report shows the other load): a benchmark that never
+    finishes helps nobody."""
     began = time.monotonic()
-    while True:
+    while limit > 0:
         before, at = cpu_busy(), time.monotonic()
         time.sleep(0.5)
         load = 100.0 * (cpu_busy() - before) / (time.monotonic() - at)
         waited = time.monotonic() - began
         if load <= max_other or waited >= limit:
             return waited
+    return 0.0
 
 
 def run_one(
-    workload: str, round_: int, server: str, settings: Settings, max_other: float, retries: int
+    workload: str,
+    round_: int,
+    server: str,
+    settings: Settings,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """``run_once``, repeated while other processes took more than ``max_other`` % of a
     core during the measured window; the quietest attempt is kept. The choice is made on
     the machine's load, never on the result, so it cannot favour a server."""
     attempts = []
+    max_other, retries = args.max_other_load, args.retries
     for attempt in range(1 + retries):
         record = run_once(workload, round_, server, settings)
         attempts.append(record)
@@ -249,7 +259,7 @@ def run_one(
                 "a core, repeating",
                 flush=True,
             )
-            wait_for_quiet(max_other, QUIET_WAIT)
+            wait_for_quiet(max_other, args.quiet_wait)
     ok = [r for r in attempts if r["ok"]]
     best = min(ok, key=lambda r: r["metrics"].get("other_load_pct", 0.0)) if ok else attempts[-1]
     best["attempts"] = len(attempts)
@@ -368,10 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     raw = out / "bench-results.json"
     started = time.monotonic()
     for index, (workload, round_, server) in enumerate(plan, 1):
-        waited = wait_for_quiet(args.max_other_load, QUIET_WAIT)
+        waited = wait_for_quiet(args.max_other_load, args.quiet_wait)
         if waited >= 1.0:
             print(f"  waited {waited:.0f} s for other processes to quieten", flush=True)
-        record = run_one(workload, round_, server, settings, args.max_other_load, args.retries)
+        record = run_one(workload, round_, server, settings, args)
         results["runs"].append(record)
         print(_progress(record, index, len(plan)), flush=True)
         raw.write_text(json.dumps(results, indent=1) + "\n")  # partial results survive a ^C
