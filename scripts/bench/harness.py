@@ -348,11 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no peers venv at {peers_python()}", file=sys.stderr)
         return 2
 
-    command = "python scripts/bench/run.py" + (
-        " " + shlex.join(argv if argv is not None else sys.argv[1:])
-        if (argv if argv is not None else sys.argv[1:])
-        else ""
-    )
+    given = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "scripts/bench/run.py", *given])
     results: dict[str, Any] = {
         "meta": {
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
