@@ -90,9 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quiet-wait",
         type=float,
-        default=20.0,
+        default=10.0,
         metavar="S",
-        help="wait up to S seconds before each run for other processes to calm down (20)",
+        help="wait up to S seconds before each run for other processes to calm down (10)",
     )
     parser.add_argument(
         "--report",
