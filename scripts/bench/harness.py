@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -313,8 +314,22 @@ def draw_chart(results_json: Path, png: Path) -> bool:
     return False
 
 
+def _own_signals() -> None:
+    """Make ^C and SIGTERM stop the harness *through* its cleanup (servers are stopped by
+    their context managers). Also needed because a shell starting us in the background
+    without job control leaves SIGINT ignored, and the servers would inherit that: Hypercorn
+    ``-w 0`` relies on the default SIGINT to stop."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, terminate)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _own_signals()
     out = args.out or (BENCH_DIR / "results" if args.quick else REPO / "docs")
     if args.report is not None:
         results = json.loads(args.report.read_text())

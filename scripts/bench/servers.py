@@ -297,6 +297,7 @@ class RunningServer:
         )
         self._log_size_at_ready = 0
         self._log_size_at_stop = 0
+        self._stop_note = ""
 
     @property
     def pid(self) -> int:
@@ -346,18 +347,20 @@ class RunningServer:
         return self.log_path.stat().st_size
 
     def stop(self) -> None:
-        """SIGINT (graceful everywhere), then SIGKILL if it lingers."""
+        """SIGINT (graceful everywhere), then SIGTERM, then SIGKILL if it lingers."""
         if self._log.closed:
             return
         self._log_size_at_stop = self._log_size()
-        if self.proc.poll() is None:
+        for signum, grace in ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+            if self.proc.poll() is not None:
+                break
             with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGINT)
+                self.proc.send_signal(signum)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                self._stop_note = f"did not exit within {grace:g} s of {signum.name}"
+                continue
         self._log.close()
 
     def log_tail(self, limit: int = 2000) -> str:
@@ -375,4 +378,5 @@ class RunningServer:
     def complaints(self) -> list[str]:
         """Lines logged under load, before we asked the server to stop: with the log level
         at ``warning``, anything here is a warning, an error or a traceback."""
-        return self._log_lines(self._log_size_at_ready, self._log_size_at_stop)
+        lines = self._log_lines(self._log_size_at_ready, self._log_size_at_stop)
+        return [*lines, f"(harness) {self._stop_note}"] if self._stop_note else lines
