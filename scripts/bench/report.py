@@ -144,7 +144,7 @@ def summary_table(results: dict[str, Any]) -> list[str]:
 def cpu_cost_table(results: dict[str, Any]) -> list[str]:
     """Server CPU time per operation, peer ÷ trio_asgi (above 1: trio_asgi spends less).
 
-    Unlike throughput, CPU time per operation barely moves when another process shares the
+    Unlike throughput, CPU time per operation moves little when another process shares the
     server's core, so this table is the steadier one on a busy machine.
     """
     runs = results["runs"]
@@ -274,8 +274,10 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
     out += ["", "### Server CPU time per operation", ""]
     out += [
         "Median of the per-round ratios *peer ÷ trio_asgi*: above 1 means trio_asgi spends "
-        "less CPU per message, request or handshake. This ratio hardly depends on how busy the "
-        "machine was, so it is the one to trust when the *other load* column is high.",
+        "less CPU per message, request or handshake. When other processes compete for the "
+        "CPUs they take *time* from the server, which throughput shows in full; CPU time per "
+        "operation only grows through shared caches and SMT siblings, so this ratio is the "
+        "steadier one when the *other load* column is high.",
         "",
     ]
     out += cpu_cost_table(results)
