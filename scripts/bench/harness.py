@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report is not None:
         results = json.loads(args.report.read_text())
         out = args.out or args.report.parent
+        out.mkdir(parents=True, exist_ok=True)
         if args.report.resolve() != (out / "bench-results.json").resolve():
             (out / "bench-results.json").write_text(args.report.read_text())
         render(results, out, chart=not args.no_chart)

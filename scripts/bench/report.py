@@ -262,6 +262,17 @@ def markdown(results: dict[str, Any], chart: str | None = None) -> str:
         "per run; every number is the median over rounds",
         "",
     ]
+    others = sorted(
+        r["metrics"]["other_load_pct"]
+        for r in results["runs"]
+        if r["ok"] and "other_load_pct" in r["metrics"]
+    )
+    if others:
+        out[-1:-1] = [
+            f"- Other processes on the machine used a median {statistics.median(others):.0f}% "
+            f"of a core during the measured windows (max {others[-1]:.0f}%); see *other "
+            "load %* per run below"
+        ]
     if chart:
         out += [f"![benchmark chart]({chart})", ""]
     out += ["## trio_asgi ÷ peer", ""]
