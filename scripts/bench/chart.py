@@ -10,6 +10,7 @@ round, so a reader sees at a glance whether a gap is larger than the noise.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import textwrap
 from pathlib import Path
@@ -20,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on a benchmark box
 import matplotlib.pyplot as plt
 
-from .report import SUBJECT, median_metric, ok_runs
+from .report import SUBJECT, median_metric, median_ratio, ok_runs
 from .workloads import METRICS, WORKLOADS
 
 COLORS = {
@@ -67,14 +68,14 @@ def draw(results: dict[str, Any], png: Path) -> None:
             capsize=3,
             color=[COLORS.get(s, "#555555") for s in servers],
         )
-        subject = median_metric(runs, workload, SUBJECT, metric)
-        for bar, server, value in zip(bars, servers, medians, strict=True):
+        for bar, server, value, high in zip(bars, servers, medians, highs, strict=True):
             label = f"{value:,.{spec.digits}f}"
-            if subject and value and server != SUBJECT:
-                label += f"\n{subject / value:.2f}\N{MULTIPLICATION SIGN}"
+            ratio = median_ratio(runs, workload, server, metric) if server != SUBJECT else None
+            if ratio is not None:
+                label += f"\n{ratio:.2f}\N{MULTIPLICATION SIGN}"
             ax.annotate(
                 label,
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                (bar.get_x() + bar.get_width() / 2, bar.get_height() + high),
                 xytext=(0, 3),
                 textcoords="offset points",
                 ha="center",
@@ -91,12 +92,17 @@ def draw(results: dict[str, Any], png: Path) -> None:
     machine = meta["machine"]
     versions = meta["versions"]
     peers = ", ".join(f"{k} {v}" for k, v in versions.get("peers", {}).items() if k != "matplotlib")
+    others = [r["metrics"].get("other_load_pct", 0.0) for r in runs if r["ok"]]
+    busy = ""
+    if others:
+        busy = f" (other processes: median {statistics.median(others):.0f}% of a core)"
     caption = (
-        f"{meta['date']} | {machine['cpu']}, {machine['cores']} cores, one core per server | "
+        f"{meta['date']} | {machine['cpu']}, {machine['cores']} cores, one core per server{busy} | "
         f"Python {versions['python']}, trio_asgi {versions['trio_asgi']}"
         + (f" | {peers}" if peers else "")
         + f" | median of {meta['rounds']} interleaved rounds; whiskers: min-max; "
-        "number above each bar: median, then trio_asgi \N{DIVISION SIGN} that server"
+        "above each bar: the median, then trio_asgi \N{DIVISION SIGN} that server "
+        "(median of the per-round ratios)"
     )
     fig.suptitle("trio_asgi and its peers, same ASGI echo app", fontsize=12)
     fig.text(0.5, 0.005, "\n".join(textwrap.wrap(caption, 150)), ha="center", fontsize=7)
