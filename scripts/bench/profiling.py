@@ -1,6 +1,6 @@
 """Where trio_asgi spends its time per WebSocket message and per HTTP request.
 
-    .venv/bin/python -m scripts.bench.profiling [--workloads ws-echo-small http-hello]
+    .venv/bin/python -m scripts.bench.profiling [--workloads ws-echo-small http-hello ws-idle]
                                                 [--duration 10] [--top 20]
 
 Runs trio_asgi (pinned like in the benchmark) under cProfile, recording only the measured
@@ -19,6 +19,7 @@ import pstats
 import signal
 import sys
 import time
+import tracemalloc
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,18 +29,20 @@ from .loadgen import build_wsload, have_wrk, run_wrk, run_wsload
 from .servers import BENCH_DIR, REPO, SERVERS, BenchError, RunningServer, ServerSpec
 from .workloads import WORKLOADS, Settings, _echo_args
 
-PROFILABLE: Final = ("ws-echo-small", "ws-echo-large", "http-hello")
+PROFILABLE: Final = ("ws-echo-small", "ws-echo-large", "http-hello", "ws-idle")
 
 
 @dataclass(frozen=True)
 class ProfiledTrioAsgi(ServerSpec):
     """trio_asgi's usual benchmark command, run through ``profiled_server``."""
 
-    pstats_path: str = ""
+    output: str = ""
+    memory: bool = False
 
     def command(self, python: str, port: int) -> list[str]:
         usual = super().command(python, port)  # [python, "-m", "trio_asgi", APP, ...]
-        return [python, "-m", "scripts.bench.profiled_server", self.pstats_path, *usual[3:]]
+        mode = ["--memory"] if self.memory else []
+        return [python, "-m", "scripts.bench.profiled_server", *mode, self.output, *usual[3:]]
 
 
 def package_of(filename: str, function: str) -> str:
@@ -111,11 +114,79 @@ def _wait_for(path: Path, timeout: float = 15.0) -> None:
     raise BenchError(f"the server did not write {path}")
 
 
+def memory_summary(
+    before: Path, after: Path, connections: int, rss_kib: float, top: int
+) -> list[str]:
+    """Python allocations made while the idle connections opened, per connection."""
+    old = tracemalloc.Snapshot.load(str(before))
+    new = tracemalloc.Snapshot.load(str(after))
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    old, new = old.filter_traces(ignore), new.filter_traces(ignore)
+    by_line = new.compare_to(old, "lineno")
+    total = sum(stat.size_diff for stat in by_line)
+    by_package: dict[str, int] = defaultdict(int)
+    for stat in new.compare_to(old, "filename"):
+        by_package[package_of(stat.traceback[0].filename, "")] += stat.size_diff
+    lines = [
+        f"{connections:,} idle connections; the server's RSS grew {rss_kib:.1f} KiB per "
+        f"connection, of which tracemalloc sees {total / connections / 1024:.1f} KiB of Python "
+        "allocations (the rest: allocator overhead, fragmentation, and what tracemalloc itself "
+        "holds).",
+        "",
+        "| code | bytes/connection | share |",
+        "|---|---:|---:|",
+    ]
+    for package, size in sorted(by_package.items(), key=lambda item: -item[1]):
+        lines.append(f"| {package} | {size / connections:,.0f} | {100 * size / total:.1f}% |")
+    lines += [
+        "",
+        "| allocated at | bytes/connection | blocks/connection |",
+        "|---|---:|---:|",
+    ]
+    for stat in sorted(by_line, key=lambda stat: -stat.size_diff)[:top]:
+        frame = stat.traceback[0]
+        where = short(frame.filename, frame.lineno, "").strip()
+        lines.append(
+            f"| `{where}` | {stat.size_diff / connections:,.0f} | "
+            f"{stat.count_diff / connections:.1f} |"
+        )
+    return lines
+
+
+def profile_memory(settings: Settings, out: Path, top: int) -> list[str]:
+    """tracemalloc over the opening of ``idle_connections`` WebSocket connections."""
+    snapshot = out / "ws-idle.tracemalloc"
+    before = Path(f"{snapshot}.before")
+    snapshot.unlink(missing_ok=True)
+    before.unlink(missing_ok=True)
+    base = SERVERS["trio_asgi"]
+    spec = ProfiledTrioAsgi(base.name, base.label, base.peer, output=str(snapshot), memory=True)
+    with RunningServer(spec, sys.executable, out / "ws-idle.log") as server:
+        server.wait_ready()
+        run_wsload(server, ["--path", "/ws", "--connections", "8", "--duration", "0.2"])
+
+        def edge(kind: str) -> None:
+            if kind in ("measure_start", "measure_end"):
+                os.kill(server.pid, signal.SIGUSR1 if kind == "measure_start" else signal.SIGUSR2)
+                _wait_for(before if kind == "measure_start" else snapshot)
+
+        n = settings.idle_connections
+        args = ["--path", "/ws", "--mode", "idle", "--connections", str(n), "--hold", "0.5"]
+        args += ["--timeout", str(settings.timeout), "--rss-pid", str(server.pid)]
+        load = run_wsload(server, args, on_event=edge)
+        server.stop()
+    rss = (load.result["rss_after_kb"] - load.result["rss_before_kb"]) / n
+    title = f"### ws-idle memory: {n:,} connections, tracemalloc"
+    return [title, "", *memory_summary(before, snapshot, n, rss, top), ""]
+
+
 def profile(workload: str, settings: Settings, out: Path, top: int) -> list[str]:
+    if workload == "ws-idle":
+        return profile_memory(settings, out, top)
     stats_path = out / f"{workload}.pstats"
     stats_path.unlink(missing_ok=True)
     base = SERVERS["trio_asgi"]
-    spec = ProfiledTrioAsgi(base.name, base.label, base.peer, pstats_path=str(stats_path))
+    spec = ProfiledTrioAsgi(base.name, base.label, base.peer, output=str(stats_path))
     with RunningServer(spec, sys.executable, out / f"{workload}.log") as server:
         server.wait_ready()
 
@@ -156,12 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="profiled seconds")
     parser.add_argument("--warmup", type=float, default=2.0, help="unprofiled seconds first")
     parser.add_argument("--top", type=int, default=20, help="functions listed per workload")
+    parser.add_argument(
+        "--idle-connections", type=int, default=2000, help="connections for ws-idle (2000)"
+    )
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "profile")
     args = parser.parse_args(argv)
-    settings = dataclasses.replace(Settings(), duration=args.duration, warmup=args.warmup)
+    settings = dataclasses.replace(
+        Settings(),
+        duration=args.duration,
+        warmup=args.warmup,
+        idle_connections=args.idle_connections,
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     build_wsload()
-    report = ["## trio_asgi under cProfile", ""]
+    report = ["## Where trio_asgi spends its time and memory", ""]
     for workload in args.workloads:
         if WORKLOADS[workload].transport == "http" and not have_wrk():
             print(f"wrk not found: skipping {workload}", file=sys.stderr)
