@@ -1,4 +1,4 @@
-"""Where trio_asgi spends its time per WebSocket message and per HTTP request.
+"""Where trio_asgi spends its time per message or request, and its memory per connection.
 
     .venv/bin/python -m scripts.bench.profiling [--workloads ws-echo-small http-hello ws-idle]
                                                 [--duration 10] [--top 20]
@@ -6,8 +6,10 @@
 Runs trio_asgi (pinned like in the benchmark) under cProfile, recording only the measured
 window of the load (see ``profiled_server``), then divides by the number of messages or
 requests served in it. cProfile slows Python calls down, so absolute µs are inflated; the
-shares and the calls per operation are what to read. The ``.pstats`` files stay in
-``.bench/profile/`` for snakeviz or ``python -m pstats``.
+shares and the calls per operation are what to read (a coroutine function counts one call
+per resumption, so ``send_all`` shows 2 calls for one send that waited once). ``ws-idle``
+uses tracemalloc instead: Python allocations per idle connection, by allocation site. The
+``.pstats`` and snapshot files stay in ``.bench/profile/`` for snakeviz or ``python -m pstats``.
 """
 
 from __future__ import annotations
