@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import socket
 import ssl
@@ -34,6 +35,11 @@ ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENO
 # freed descriptors within a second.
 BACKOFF_START: Final = 0.01
 BACKOFF_MAX: Final = 1.0
+# After logging "out of file descriptors", the same error within this many seconds is logged
+# at debug level only.
+ACCEPT_ERROR_QUIET: Final = 60.0
+# Connections taken from the backlog per wakeup of the accept loop, at most (see _Backlog).
+ACCEPT_BATCH: Final = 128
 # systemd passes activated sockets from this descriptor on (sd_listen_fds(3)).
 SD_LISTEN_FDS_START: Final = 3
 SOCKET_FAMILIES: Final = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
@@ -271,6 +277,40 @@ def listener_url(listener: trio.abc.Listener[Any]) -> str:
     return f"{'https' if secure else 'http'}://{host}:{port}"
 
 
+class _Backlog:
+    """Connections already waiting in a plain socket listener's backlog, taken without
+    yielding to the scheduler.
+
+    ``await listener.accept()`` yields once per connection, and a busy server runs every
+    connection's task between two yields: 1,000 clients arriving while 50 are served waited
+    seconds to be accepted. Taking what is already queued on each wakeup (as asyncio's loop
+    does) lets them in at once; their requests then share the scheduler fairly. A duplicate
+    of the listening descriptor, so trio's own socket object is left alone; TLS and other
+    listeners take the plain path.
+    """
+
+    def __init__(self, listener: trio.abc.Listener[Any]) -> None:
+        if isinstance(listener, UnixSocketListener):
+            listener = listener.listener
+        self._raw: socket.socket | None = None
+        if isinstance(listener, trio.SocketListener):
+            self._raw = socket.socket(fileno=os.dup(listener.socket.fileno()))
+            self._raw.setblocking(False)
+
+    def take(self) -> trio.SocketStream | None:
+        if self._raw is None:
+            return None
+        try:
+            connection, _ = self._raw.accept()
+        except OSError:  # nothing waiting, or out of descriptors: the awaited path handles it
+            return None
+        return trio.SocketStream(trio.socket.from_stdlib_socket(connection))
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+
+
 async def accept_loop(
     listener: trio.abc.Listener[Any],
     nursery: trio.Nursery,
@@ -283,8 +323,38 @@ async def accept_loop(
     handler ends: at the limit we simply stop accepting, and new clients wait in the
     kernel's listen backlog instead of being accepted only to be refused.
     """
+    backlog = _Backlog(listener)
+    try:
+        await _accept_forever(listener, backlog, nursery, handler, slots)
+    finally:
+        backlog.close()
+
+
+def _start(
+    stream: Any,
+    nursery: trio.Nursery,
+    handler: Callable[[Any], Awaitable[None]],
+    slots: trio.Semaphore | None,
+) -> None:
+    if slots is None:
+        nursery.start_soon(handler, stream)
+    else:
+        nursery.start_soon(_handle_in_slot, handler, stream, slots)
+
+
+async def _accept_forever(
+    listener: trio.abc.Listener[Any],
+    backlog: _Backlog,
+    nursery: trio.Nursery,
+    handler: Callable[[Any], Awaitable[None]],
+    slots: trio.Semaphore | None,
+) -> None:
     backoff = BACKOFF_START
     exhausted = False
+    # When the error was last logged: descriptors freed one by one make accept() work and
+    # fail by turns, and that is one episode for whoever reads the log, not dozens.
+    logged_at = -math.inf
+    level = logging.ERROR
     while True:
         if slots is not None:
             await slots.acquire()
@@ -296,7 +366,12 @@ async def accept_loop(
             if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                 raise
             if not exhausted:
-                log.error(
+                now = trio.current_time()
+                level = logging.ERROR if now - logged_at >= ACCEPT_ERROR_QUIET else logging.DEBUG
+                if level == logging.ERROR:
+                    logged_at = now
+                log.log(
+                    level,
                     "accept() failed (%s): out of file descriptors or memory; "
                     "existing connections are still served, retrying with backoff",
                     errno.errorcode.get(exc.errno or 0, exc.errno),
@@ -305,14 +380,27 @@ async def accept_loop(
             await trio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
             continue
+        _start(stream, nursery, handler, slots)
         if exhausted:
-            log.info("accept() works again; new connections are accepted")
+            log.log(
+                logging.INFO if level == logging.ERROR else logging.DEBUG,
+                "accept() works again; new connections are accepted",
+            )
             exhausted = False
             backoff = BACKOFF_START
-        if slots is None:
-            nursery.start_soon(handler, stream)
-        else:
-            nursery.start_soon(_handle_in_slot, handler, stream, slots)
+            continue  # one at a time while descriptors are just coming back
+        for _ in range(ACCEPT_BATCH):
+            if slots is not None:
+                try:
+                    slots.acquire_nowait()
+                except trio.WouldBlock:
+                    break
+            more = backlog.take()
+            if more is None:
+                if slots is not None:
+                    slots.release()
+                break
+            _start(more, nursery, handler, slots)
 
 
 async def _handle_in_slot(

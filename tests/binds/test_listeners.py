@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
+import trio.testing
 
 from trio_asgi import Config
 from trio_asgi.errors import BindError
-from trio_asgi.listeners import open_listeners, systemd_fds
+from trio_asgi.listeners import accept_loop, open_listeners, systemd_fds
 from trio_asgi.testing import serve_in_background
 
 
@@ -201,3 +203,76 @@ async def test_tls_unix_socket_in_the_startup_line(
     ) as server:
         port = server.addresses[1][1]
     assert f"listening on unix:{path} (TLS), http://127.0.0.1:{port} " in caplog.text
+
+
+async def queued_clients(listener: trio.SocketListener, count: int) -> list[socket.socket]:
+    port = listener.socket.getsockname()[1]
+    return [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+
+
+async def open_listener() -> trio.SocketListener:
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return trio.SocketListener(sock)
+
+
+async def test_connections_waiting_in_the_backlog_are_accepted_in_one_go() -> None:
+    """A busy server must not make each new client wait a scheduler round of its own: the
+    clients already queued are all accepted within a couple of rounds."""
+    listener = await open_listener()
+    clients = await queued_clients(listener, 20)
+    accepted: list[trio.SocketStream] = []
+    all_in = trio.Event()
+    rounds = 0
+
+    async def handler(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        if len(accepted) == len(clients):
+            all_in.set()
+        await trio.sleep_forever()
+
+    async def count_rounds() -> None:
+        nonlocal rounds
+        while True:  # one checkpoint per scheduler round
+            rounds += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(count_rounds)
+        nursery.start_soon(accept_loop, listener, nursery, handler)
+        with trio.fail_after(10):
+            await all_in.wait()
+        assert rounds <= 4, rounds  # one round per client would be 20
+        # ordinary trio streams, TCP_NODELAY included
+        assert accepted[-1].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        nursery.cancel_scope.cancel()
+    for client in clients:
+        client.close()
+    await listener.aclose()
+
+
+async def test_batched_accepts_respect_the_concurrency_limit() -> None:
+    listener = await open_listener()
+    clients = await queued_clients(listener, 10)
+    slots = trio.Semaphore(3)
+    accepted: list[trio.SocketStream] = []
+    release = trio.Event()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        await release.wait()
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept_loop, listener, nursery, handler, slots)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(accepted) == 3  # the rest wait in the kernel's backlog
+        release.set()
+        with trio.fail_after(10):
+            while len(accepted) < 10:
+                await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    for client in clients:
+        client.close()
+    await listener.aclose()
