@@ -22,13 +22,8 @@ import trio
 from trio.testing import MockClock
 
 from trio_asgi.app_loader import adapt
-from trio_asgi.asyncio_bridge import (
-    ASYNCIO_HINT,
-    CANCEL_GRACE,
-    AsyncioBridge,
-    detect_app_loop,
-    looks_like_asyncio_on_trio,
-)
+from trio_asgi.asyncio_apps import ASYNCIO_HINT, detect_app_loop, looks_like_asyncio_on_trio
+from trio_asgi.asyncio_bridge import CANCEL_GRACE, AsyncioBridge
 from trio_asgi.errors import AppLoadError
 from trio_asgi.testing import Closed, TestClient
 

@@ -53,8 +53,9 @@ def test_harness_runs_every_workload_against_trio_asgi(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "bench-results.json").read_text())
     expected = ["ws-echo-small", "ws-echo-large", "ws-idle"]
     if shutil.which("wrk"):
-        expected += ["http-hello", "http-upload"]
+        expected += ["http-hello", "http-upload", "django-hello", "quart-ws-echo"]
     else:
+        expected += ["quart-ws-echo"]
         assert "wrk not found" in result.stderr
     assert results["meta"]["workloads"] == expected
     assert [run["workload"] for run in results["runs"]] == expected

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any, Literal, cast
 
 from ._types import ASGIApp, Receive, Scope, Send
-from .asyncio_bridge import INSTALL_HINT, AsyncioBridge, detect_app_loop, import_trio_asyncio
+from .asyncio_apps import INSTALL_HINT, detect_app_loop
+from .asyncio_bridge import AsyncioBridge, import_trio_asyncio
 from .config import AppLoop, Interface
 from .errors import AppLoadError
 from .wsgi import DEFAULT_THREADS, WSGIAdaptor

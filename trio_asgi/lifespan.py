@@ -8,7 +8,7 @@ from typing import Any
 import trio
 
 from ._types import ASGIApp, Message
-from .asyncio_bridge import ASYNCIO_HINT, add_asyncio_hint, looks_like_asyncio_on_trio
+from .asyncio_apps import ASYNCIO_HINT, add_asyncio_hint, looks_like_asyncio_on_trio
 from .config import LifespanMode
 from .errors import ASGIProtocolError, StartupFailed
 

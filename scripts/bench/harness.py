@@ -142,7 +142,14 @@ def schedule(servers: list[str], workloads: list[str], rounds: int) -> list[tupl
         (workload, r, server)
         for workload in workloads
         for r in range(rounds)
-        for server in rotated(servers, r)
+        for server in rotated(
+            [
+                name
+                for name in servers
+                if workload not in WORKLOADS or WORKLOADS[workload].runs_on(name)
+            ],
+            r,
+        )
     ]
 
 
@@ -173,11 +180,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _installed(*names: str) -> dict[str, str]:
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 def versions(peers: bool) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "trio_asgi": metadata.version("trio-asgi"),
-        "trio_asgi_deps": shared_versions(),
+        "trio_asgi_deps": {**shared_versions(), **_installed("trio-asyncio", "django", "quart")},
         "peers": package_versions(peers_python(), PEER_PACKAGES) if peers else {},
         "wrk": _first_line(["wrk", "-v"]).split(" Copyright")[0],
         "gcc": _first_line(["gcc", "--version"]),
@@ -205,7 +222,7 @@ def run_once(workload: str, round_: int, server: str, settings: Settings) -> dic
     }
     began = time.monotonic()
     try:
-        with RunningServer(spec, python, log_path) as running:
+        with RunningServer(spec, python, log_path, WORKLOADS[workload].app) as running:
             try:
                 running.wait_ready()
                 record["metrics"] = WORKLOADS[workload].run(running, settings)

@@ -46,6 +46,8 @@ PEER_PACKAGES: Final = (
     "websockets",
     *SHARED_PACKAGES,
     "matplotlib",
+    "django",
+    "quart",
 )
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 PAGE_KIB: Final = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -59,13 +61,13 @@ class ServerSpec:
     label: str
     peer: bool  # runs from the peers venv
 
-    def command(self, python: str, port: int) -> list[str]:
+    def command(self, python: str, port: int, app: str = APP) -> list[str]:
         if self.name == "trio_asgi":
             return [
                 python,
                 "-m",
                 "trio_asgi",
-                APP,
+                app,
                 "--host",
                 HOST,
                 "--port",
@@ -93,7 +95,7 @@ class ServerSpec:
                 BACKLOG,
                 "--log-level",
                 "warning",
-                APP,
+                app,
             ]
         http, ws, loop = {
             "uvicorn-h11": ("h11", "wsproto", "asyncio"),
@@ -103,7 +105,7 @@ class ServerSpec:
             python,
             "-m",
             "uvicorn",
-            APP,
+            app,
             "--host",
             HOST,
             "--port",
@@ -117,7 +119,7 @@ class ServerSpec:
             "--loop",
             loop,
             "--lifespan",
-            "on",
+            "on" if app == APP else "auto",  # Django has no lifespan
             "--no-access-log",
             "--log-level",
             "warning",
@@ -164,6 +166,10 @@ def ensure_peers_venv(log: IO[str]) -> None:
         "uvloop",
         "websockets",
         "matplotlib",
+        # the asyncio frameworks of the bridge workloads (django-hello, quart-ws-echo)
+        "django",
+        "channels",
+        "quart",
         *(f"{name}=={version}" for name, version in shared_versions().items()),
     ]
     stamp = PEERS_VENV / "bench-requirements.txt"
@@ -279,7 +285,7 @@ def free_port() -> int:
 class RunningServer:
     """A started server process; use as a context manager so it is always stopped."""
 
-    def __init__(self, spec: ServerSpec, python: str, log_path: Path) -> None:
+    def __init__(self, spec: ServerSpec, python: str, log_path: Path, app: str = APP) -> None:
         self.spec = spec
         self.port = free_port()
         self.log_path = log_path
@@ -287,7 +293,7 @@ class RunningServer:
         self._log = log_path.open("wb")
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            pinned(SERVER_CPU, spec.command(python, self.port)),
+            pinned(SERVER_CPU, spec.command(python, self.port, app)),
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .loadgen import UPLOAD_LUA, LoadResult, run_wrk, run_wsload
-from .servers import BenchError, RunningServer
+from .servers import APP, BenchError, RunningServer
 
 MIB: Final = 1024 * 1024
 
@@ -189,6 +189,13 @@ class Workload:
     describe: Callable[[Settings], str]
     run: Callable[[RunningServer, Settings], dict[str, float]]
     op: str  # what "per op" means in cpu_us_per_op
+    app: str = APP
+    # An asyncio framework: trio_asgi runs it through its asyncio bridge, Uvicorn natively,
+    # and Hypercorn's trio worker cannot run it at all.
+    asyncio_app: bool = False
+
+    def runs_on(self, server: str) -> bool:
+        return not (self.asyncio_app and server == "hypercorn-trio")
 
 
 def _kib(n: int) -> str:
@@ -250,6 +257,32 @@ WORKLOADS: Final = {
             ),
             http_upload,
             "request",
+        ),
+        Workload(
+            "django-hello",
+            "http",
+            "req_per_sec",
+            lambda s: (
+                f"wrk -t1 -c{s.http_connections}, GET / of a Django async view answering 13 "
+                "bytes (examples/django_site); trio_asgi through its asyncio bridge"
+            ),
+            http_hello,
+            "request",
+            app="examples.django_site.asgi:django_app",
+            asyncio_app=True,
+        ),
+        Workload(
+            "quart-ws-echo",
+            "ws",
+            "msgs_per_sec",
+            lambda s: (
+                f"{s.small_connections} connections, {s.small_size}-byte text messages "
+                "echoed by a Quart websocket route; trio_asgi through its asyncio bridge"
+            ),
+            ws_echo_small,
+            "message",
+            app="scripts.bench.quart_app:app",
+            asyncio_app=True,
         ),
     )
 }

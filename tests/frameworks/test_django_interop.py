@@ -17,7 +17,7 @@ from framework_helpers import TIMEOUT, Probe, in_thread
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from trio_asgi.asyncio_bridge import detect_app_loop
+from trio_asgi.asyncio_apps import detect_app_loop
 from trio_asgi.testing import LiveServer, serve_in_background
 
 pytest.importorskip("trio_asyncio")

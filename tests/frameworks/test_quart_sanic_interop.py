@@ -8,7 +8,7 @@ import pytest
 from framework_helpers import TIMEOUT, in_thread
 from websockets.sync.client import connect
 
-from trio_asgi.asyncio_bridge import detect_app_loop
+from trio_asgi.asyncio_apps import detect_app_loop
 from trio_asgi.testing import serve_in_background
 
 pytest.importorskip("trio_asyncio")

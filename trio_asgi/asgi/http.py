@@ -16,7 +16,7 @@ import h11
 import trio
 
 from .._types import ASGIApp, Message
-from ..asyncio_bridge import add_asyncio_hint
+from ..asyncio_apps import add_asyncio_hint
 from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
 from ..logging import log_http_access
 from ..protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, InvalidResponse

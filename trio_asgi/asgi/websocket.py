@@ -21,7 +21,7 @@ import trio
 from wsproto.extensions import Extension
 
 from .._types import ASGIApp, Message
-from ..asyncio_bridge import add_asyncio_hint
+from ..asyncio_apps import add_asyncio_hint
 from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
 from ..logging import log_websocket_close, log_websocket_open
 from ..protocols.deflate import PerMessageDeflate
