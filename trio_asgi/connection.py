@@ -166,6 +166,7 @@ class Connection:
     # Slots: thousands of idle WebSockets each keep one of these.
     __slots__ = (
         "_between_requests",
+        "_drained",
         "_fd",
         "_first_request_due",
         "_idle",
@@ -225,6 +226,7 @@ class Connection:
         self._stream_closed = False
         self._fd = _raw_socket_fd(stream)
         self._unyielded = 0
+        self._drained = False  # the last read took all the socket had (see receive)
 
     # -- raw I/O -----------------------------------------------------------------------------
 
@@ -240,6 +242,12 @@ class Connection:
                 # is empty. Same steps as SocketStream.receive_some, minus three layers of
                 # context managers: ~2 µs less per read, and a few hundred bytes fewer of
                 # suspended frames per idle WebSocket.
+                if self._drained:
+                    # The last read emptied the socket, and a peer that waits for our
+                    # answer has rarely sent more yet: wait first rather than pay for a
+                    # read that fails with EAGAIN (a syscall and an exception per message).
+                    await trio.lowlevel.wait_readable(fd)
+                    self._unyielded = 0
                 while True:
                     try:
                         data = os.read(fd, RECEIVE_SIZE)
@@ -256,6 +264,7 @@ class Connection:
                         self._unyielded = 0
                         await trio.lowlevel.checkpoint()
                     break
+                self._drained = len(data) < RECEIVE_SIZE
             else:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):

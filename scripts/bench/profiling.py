@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from .loadgen import build_wsload, have_wrk, run_wrk, run_wsload
-from .servers import BENCH_DIR, REPO, SERVERS, BenchError, RunningServer, ServerSpec
+from .servers import APP, BENCH_DIR, REPO, SERVERS, BenchError, RunningServer, ServerSpec
 from .workloads import WORKLOADS, Settings, _echo_args
 
 PROFILABLE: Final = ("ws-echo-small", "ws-echo-large", "http-hello", "ws-idle")
@@ -41,8 +41,8 @@ class ProfiledTrioAsgi(ServerSpec):
     output: str = ""
     memory: bool = False
 
-    def command(self, python: str, port: int) -> list[str]:
-        usual = super().command(python, port)  # [python, "-m", "trio_asgi", APP, ...]
+    def command(self, python: str, port: int, app: str = APP) -> list[str]:
+        usual = super().command(python, port, app)  # [python, "-m", "trio_asgi", app, ...]
         mode = ["--memory"] if self.memory else []
         return [python, "-m", "scripts.bench.profiled_server", *mode, self.output, *usual[3:]]
 
