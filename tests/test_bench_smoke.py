@@ -70,7 +70,6 @@ def test_harness_runs_every_workload_against_trio_asgi(tmp_path: Path) -> None:
     assert "- Machine: " in report and "- Python " in report
 
 
-
 def test_profiler_reports_cpu_and_memory_per_operation(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "scripts.bench.profiling", "--workloads", "ws-echo-small"]
     command += ["ws-idle", "--duration", "0.5", "--warmup", "0", "--idle-connections", "20"]
@@ -82,6 +81,7 @@ def test_profiler_reports_cpu_and_memory_per_operation(tmp_path: Path) -> None:
     assert "### ws-echo-small" in report and "messages in the profiled window" in report
     assert "### ws-idle memory: 20 connections" in report
     assert (tmp_path / "ws-echo-small.pstats").stat().st_size > 0
+
 
 # -- the WebSocket client must reject wrong answers ------------------------------------------
 
