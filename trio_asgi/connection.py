@@ -562,6 +562,20 @@ class Connection:
     # -- WebSocket ---------------------------------------------------------------------------
 
     async def _serve_websocket(self) -> None:
+        session = await self._open_websocket()
+        if session is None:
+            return
+        self.websocket = session
+        try:
+            await session.run(self.server.app)
+        finally:
+            self.websocket = None
+            self.server.request_served()
+
+    async def _open_websocket(self) -> WebSocketSession | None:
+        """Finish reading the upgrade request and judge the handshake; ``None`` when it was
+        answered with an error. A separate frame from the session's: its locals (h11 events,
+        the request) are gone while the WebSocket lives on."""
         from .asgi.websocket import WebSocketSession
         from .protocols.websocket import HandshakeError, check_handshake
 
@@ -575,16 +589,16 @@ class Connection:
                 if event is NEED_DATA:
                     data = await self.receive()
                     if not data:
-                        return
+                        return None
                     proto.receive_data(data)
                 elif type(event) is h11.EndOfMessage:
                     break
                 elif type(event) is not h11.Data:
-                    return
+                    return None
             handshake = check_handshake(request.method, request.http_version, request.headers)
         except BadRequest as exc:
             await self._reject(proto, exc.status, exc.detail, exc.public)
-            return
+            return None
         except HandshakeError as exc:
             log.debug("bad WebSocket handshake from %s: %s", self.info.client, exc.detail)
             response = proto.error_response(exc.status, exc.detail, exc.headers)
@@ -593,12 +607,5 @@ class Connection:
                     await self.send(response)
                 except ClientDisconnected:
                     pass
-            return
-        session = WebSocketSession(self, proto, request, handshake)
-        del proto, request, handshake  # the session keeps what it needs, briefly
-        self.websocket = session
-        try:
-            await session.run(self.server.app)
-        finally:
-            self.websocket = None
-            self.server.request_served()
+            return None
+        return WebSocketSession(self, proto, request, handshake)
