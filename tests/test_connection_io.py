@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
+import pytest
 import trio
+import trio.testing
 
 from trio_asgi import Config
 from trio_asgi.asgi.scope import ConnectionInfo
@@ -61,4 +64,39 @@ async def test_writes_that_never_block_still_let_other_tasks_run() -> None:
         assert others - before >= 3
         nursery.cancel_scope.cancel()
     assert peer.recv(1000) == b"y" * 10 * YIELD_EVERY * 4
+    peer.close()
+
+
+async def test_after_a_read_that_emptied_the_socket_the_next_one_waits_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A peer that waits for our answer has not sent more yet: reading at once would only
+    fail with EAGAIN, so after a short read the connection waits for readiness instead."""
+    ours, peer = socket.socketpair()
+    conn = connection_on(ours)
+    reads: list[int | None] = []
+    real_read = os.read
+
+    def counting_read(fd: int, size: int) -> bytes:
+        try:
+            data = real_read(fd, size)
+        except BlockingIOError:
+            reads.append(None)
+            raise
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "read", counting_read)
+
+    async def answer_later(payload: bytes) -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        peer.sendall(payload)
+
+    async with trio.open_nursery() as nursery:
+        for n in range(5):
+            nursery.start_soon(answer_later, b"message %d" % n)
+            assert await conn.receive() == b"message %d" % n
+    # Only the very first read, before anything was read at all, tried and failed.
+    assert reads == [None, 9, 9, 9, 9, 9]
+
     peer.close()
