@@ -488,6 +488,18 @@ async def test_bad_handshakes_get_400_or_426() -> None:
     assert b"sec-websocket-version: 13" in old_version.lower()
 
 
+
+async def test_upgrade_must_name_the_websocket_token() -> None:
+    """RFC 6455 4.2.1: "websocket" as a token of Upgrade, not as part of another word."""
+    async with TestClient(echo) as client:
+        lookalike = await raw_exchange(
+            await client.connect(),
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: not-websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+    # Served as a plain HTTP request, which this app leaves unanswered: 500, not 101.
+    assert status_of(lookalike) == 500
+
 async def test_handshake_bytes_and_frames_in_one_packet() -> None:
     """Frames that arrive glued to the handshake (trailing data) are not lost."""
     async with TestClient(echo) as client:

@@ -16,6 +16,7 @@ from typing import Final
 import h11
 
 from .._version import __version__
+from .websocket import wants_websocket
 
 NEED_DATA: Final = h11.NEED_DATA
 PAUSED: Final = h11.PAUSED
@@ -154,7 +155,7 @@ class HTTP1Protocol:
                 length = int(value.split(b",", 1)[0])  # h11 checked it: digits, equal copies
             elif name == b"transfer-encoding":
                 encoded = True
-            elif name == b"upgrade" and b"websocket" in value.lower():
+            elif name == b"upgrade" and wants_websocket(((name, value),)):
                 upgrade = True
         if encoded and length is not None:
             raise BadRequest(400, "both Content-Length and Transfer-Encoding")
