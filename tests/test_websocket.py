@@ -488,7 +488,6 @@ async def test_bad_handshakes_get_400_or_426() -> None:
     assert b"sec-websocket-version: 13" in old_version.lower()
 
 
-
 async def test_upgrade_must_name_the_websocket_token() -> None:
     """RFC 6455 4.2.1: "websocket" as a token of Upgrade, not as part of another word."""
     async with TestClient(echo) as client:
@@ -499,6 +498,7 @@ async def test_upgrade_must_name_the_websocket_token() -> None:
         )
     # Served as a plain HTTP request, which this app leaves unanswered: 500, not 101.
     assert status_of(lookalike) == 500
+
 
 async def test_handshake_bytes_and_frames_in_one_packet() -> None:
     """Frames that arrive glued to the handshake (trailing data) are not lost."""
