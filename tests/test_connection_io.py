@@ -11,7 +11,7 @@ import trio.testing
 
 from trio_asgi import Config
 from trio_asgi.asgi.scope import ConnectionInfo
-from trio_asgi.connection import YIELD_EVERY, Connection, ServerState
+from trio_asgi.connection import RECEIVE_SIZE, YIELD_EVERY, Connection, ServerState
 
 
 def connection_on(sock: socket.socket) -> Connection:
@@ -20,26 +20,34 @@ def connection_on(sock: socket.socket) -> Connection:
     return Connection(stream, state, ConnectionInfo(client=None, server=None))
 
 
-async def test_reads_that_never_block_still_let_other_tasks_run() -> None:
-    ours, peer = socket.socketpair()
-    peer.sendall(b"x" * 100_000)  # always more to read than one read takes
-    conn = connection_on(ours)
-    others = 0
+class OtherTask:
+    """A task that counts its scheduler turns: proof that a busy connection shares the CPU."""
 
-    async def other_task() -> None:
-        nonlocal others
+    def __init__(self) -> None:
+        self.turns = 0
+
+    async def run(self) -> None:
         while True:
-            others += 1
+            self.turns += 1
             await trio.lowlevel.checkpoint()
 
+
+async def test_reads_that_never_block_still_let_other_tasks_run() -> None:
+    ours, peer = socket.socketpair()
+    # Always more to read than one read takes, so no read is short (after a short read the
+    # connection waits for readiness, which would yield anyway and prove nothing here).
+    peer.sendall(b"x" * 2 * RECEIVE_SIZE)
+    conn = connection_on(ours)
+    other = OtherTask()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(other_task)
+        nursery.start_soon(other.run)
         await trio.lowlevel.checkpoint()
-        before = others
+        before = other.turns
         for _ in range(YIELD_EVERY * 4):
-            assert await conn.receive()  # never blocks: the peer keeps the socket full
-            peer.sendall(b"x" * 1000)
-        assert others - before >= 3
+            data = await conn.receive()  # never blocks: the peer keeps the socket full
+            assert len(data) == RECEIVE_SIZE
+            peer.sendall(data)
+        assert other.turns - before >= 3
         nursery.cancel_scope.cancel()
     peer.close()
 
@@ -47,21 +55,14 @@ async def test_reads_that_never_block_still_let_other_tasks_run() -> None:
 async def test_writes_that_never_block_still_let_other_tasks_run() -> None:
     ours, peer = socket.socketpair()
     conn = connection_on(ours)
-    others = 0
-
-    async def other_task() -> None:
-        nonlocal others
-        while True:
-            others += 1
-            await trio.lowlevel.checkpoint()
-
+    other = OtherTask()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(other_task)
+        nursery.start_soon(other.run)
         await trio.lowlevel.checkpoint()
-        before = others
+        before = other.turns
         for _ in range(YIELD_EVERY * 4):
             await conn.send(b"y" * 10)
-        assert others - before >= 3
+        assert other.turns - before >= 3
         nursery.cancel_scope.cancel()
     assert peer.recv(1000) == b"y" * 10 * YIELD_EVERY * 4
     peer.close()
