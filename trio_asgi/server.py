@@ -130,25 +130,30 @@ class Server:
         if listeners is None:
             listeners = await open_listeners(config, self.tls)
         startup_failure: StartupFailed | None = None
-        async with trio.open_nursery() as root:
-            self._root = root
-            if handle_signals:
-                await root.start(self._watch_signals)
-            await root.start(self.state.heartbeat.run)
-            async with self._app_loop(), trio.open_nursery() as app_tasks:
-                try:
-                    await self.lifespan.startup(app_tasks)
-                except StartupFailed as exc:
-                    # Raised after the nursery, so callers see StartupFailed, not a group.
-                    startup_failure = exc
-                else:
-                    await self._serve_connections(listeners, task_status)
-                    await self.lifespan.shutdown()
-                app_tasks.cancel_scope.cancel()  # a lifespan task still running
-            root.cancel_scope.cancel()  # the signal watcher
-        self._root = None
-        for listener in listeners:
-            await trio.aclose_forcefully(listener)
+        try:
+            async with trio.open_nursery() as root:
+                self._root = root
+                if handle_signals:
+                    await root.start(self._watch_signals)
+                await root.start(self.state.heartbeat.run)
+                async with self._app_loop(), trio.open_nursery() as app_tasks:
+                    try:
+                        await self.lifespan.startup(app_tasks)
+                    except StartupFailed as exc:
+                        # Raised after the nursery, so callers see StartupFailed, not a group.
+                        startup_failure = exc
+                    else:
+                        await self._serve_connections(listeners, task_status)
+                        await self.lifespan.shutdown()
+                    app_tasks.cancel_scope.cancel()  # a lifespan task still running
+                root.cancel_scope.cancel()  # the signal watcher
+        finally:
+            # Also when cancelled or failing: no listening socket (or unix socket file)
+            # outlives serve().
+            self._root = None
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+
         if startup_failure is not None:
             raise startup_failure
 

@@ -53,6 +53,22 @@ async def test_unix_socket_scope_startup_line_and_cleanup(
     assert not path.exists()
 
 
+async def test_cancelling_serve_closes_its_listeners(sock_dir: Path) -> None:
+    """Cancelled rather than shut down: the sockets and the unix socket file go all the same."""
+    import trio_asgi
+
+    path = sock_dir / "app.sock"
+    async with trio.open_nursery() as nursery:
+        addresses = await nursery.start(
+            trio_asgi.serve, addresses_app, Config(bind=[f"unix:{path}", "127.0.0.1:0"])
+        )
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        nursery.cancel_scope.cancel()
+    assert not path.exists()
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", addresses[1][1])
+
+
 async def test_uds_shortcut_and_permissions(sock_dir: Path) -> None:
     path = sock_dir / "app.sock"
     async with serve_in_background(addresses_app, uds=str(path), uds_permissions=0o600):
