@@ -79,6 +79,15 @@ def test_empty_file_is_fine(tmp_path: Path) -> None:
     assert parse_args(["m:app", "--config", write(tmp_path, "")]) == ("m:app", Config())
 
 
+def test_repeatable_settings_take_an_array_or_one_string(tmp_path: Path) -> None:
+    path = write(tmp_path, 'bind = ["127.0.0.1:9000", "unix:/run/app.sock"]')
+    _, config = parse_args(["m:app", "--config", path])
+    assert config.bind == ("127.0.0.1:9000", "unix:/run/app.sock")
+    path = write(tmp_path, 'bind = "[::1]:80"', name="one.toml")
+    _, config = parse_args(["m:app", "--config", path])
+    assert config.bind == ("[::1]:80",)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -104,6 +113,9 @@ def test_empty_file_is_fine(tmp_path: Path) -> None:
         ("tool = 1", "has a [tool] table but no [tool.trio_asgi]"),
         ("port = 99999", "port must be between 0 and 65535"),  # Config's own validation
         ('interface = "wsgi2"', "interface must be one of"),
+        ('ssl_context = "x"', "unknown setting 'ssl_context'"),  # only Python can give one
+        ("bind = [1]", "bind must be a list of strings"),
+        ("bind = 1", "bind must be a string or an array, not an integer 1"),
     ],
 )
 def test_bad_files_exit_2_with_one_line(

@@ -42,7 +42,8 @@ def load_config_file(path: str) -> tuple[str | None, dict[str, Any]]:
         if not isinstance(found, dict):
             raise ConfigError(f"config {path}: has a [tool] table but no [tool.{TABLE}] in it")
         table = found
-    fields = {f.name: f for f in dataclasses.fields(Config)}
+    # Settings only Python can give (objects, not text) are unknown to a file as to the CLI.
+    fields = {f.name: f for f in dataclasses.fields(Config) if f.metadata.get("cli", True)}
     hints = typing.get_type_hints(Config)
     target: str | None = None
     settings: dict[str, Any] = {}
@@ -104,6 +105,8 @@ def _types(hint: Any) -> set[type]:
     """The plain types a field's annotation admits (``None`` has no TOML spelling)."""
     if typing.get_origin(hint) is Literal:
         return {str}
+    if typing.get_origin(hint) is tuple:  # repeatable options: an array, or one string
+        return {list, str}
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return set().union(*(_types(arg) for arg in typing.get_args(hint))) - {type(None)}
     return {hint}
