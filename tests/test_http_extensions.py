@@ -149,6 +149,42 @@ async def test_pathsend_streams_the_file(data_file: Path) -> None:
     assert chunked.content == data_file.read_bytes()
 
 
+async def test_an_app_waiting_after_pathsend_hears_disconnect_at_once(data_file: Path) -> None:
+    """As after http.response.body: the response is complete, so receive() says so."""
+    heard: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()  # the (empty) request body
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.pathsend", "path": str(data_file)})
+        heard.append((await receive())["type"])
+
+    async with TestClient(app) as client:
+        response = await client.get("/")
+        with trio.fail_after(5):  # (real time: the file is read in a worker thread)
+            while not heard:
+                await trio.sleep(0.01)
+    assert response.content == data_file.read_bytes()
+    assert heard == ["http.disconnect"]
+
+
+async def test_zerocopysend_offsets_are_checked_before_use() -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200})
+        with open(__file__, "rb") as file:
+            with pytest.raises(ASGIProtocolError, match="whole numbers"):
+                await send({"type": "http.response.zerocopysend", "file": file, "offset": "1"})
+            await send({"type": "http.response.body", "body": b"checked"})
+
+    async with TestClient(app) as client:
+        response = await client.get("/")
+    assert response.content == b"checked"
+
+
 async def test_pathsend_is_bounded_in_memory(data_file: Path) -> None:
     """A slow client: the file is read piece by piece as the client takes it."""
     async with TestClient(pathsend_app(data_file), buffer_size=64 * 1024) as client:

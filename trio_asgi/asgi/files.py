@@ -59,14 +59,18 @@ async def send_file_range(cycle: HTTPCycle, message: Message) -> None:
     except (AttributeError, OSError, ValueError):
         raise ASGIProtocolError("http.response.zerocopysend needs a real 'file'") from None
     offset = message.get("offset")
+    count = message.get("count")
+    for value in (offset, count):
+        if value is not None and (type(value) is not int or value < 0):
+            raise ASGIProtocolError("zerocopysend 'offset' and 'count' must be whole numbers >= 0")
     from_position = offset is None
     if from_position:
-        offset = os.lseek(fd, 0, os.SEEK_CUR)
-    count = message.get("count")
+        try:
+            offset = os.lseek(fd, 0, os.SEEK_CUR)
+        except OSError:
+            raise ASGIProtocolError("zerocopysend without 'offset' needs a seekable file") from None
     if count is None:
         count = max(os.fstat(fd).st_size - offset, 0)
-    if type(offset) is not int or type(count) is not int or offset < 0 or count < 0:
-        raise ASGIProtocolError("zerocopysend 'offset' and 'count' must be whole numbers >= 0")
     sent = await _send_range(cycle, fd, offset, count, final=not message.get("more_body", False))
     if from_position:
         os.lseek(fd, offset + sent, os.SEEK_SET)  # as if the app had read it
@@ -101,10 +105,10 @@ async def _send_range(cycle: HTTPCycle, fd: int, offset: int, count: int, *, fin
             if suffix or tail:
                 await conn.write(suffix + tail)
         except ClientDisconnected:
-            cycle.keep_alive = False
+            cycle.client_lost()
             raise
     cycle.bytes_sent += count
-    cycle.bytes_written = True
+    cycle.wrote()
     return count
 
 

@@ -326,13 +326,22 @@ class HTTPCycle:
         return ASGIProtocolError(f"invalid response: {exc}")
 
     async def write(self, data: bytes) -> None:
-        """Write response bytes; wakes an app waiting in ``receive()`` once complete."""
+        """Write response bytes under the connection's write lock."""
         try:
             await self._conn.send(data)
         except ClientDisconnected:
-            self._disconnected = True
-            self.keep_alive = False
+            self.client_lost()
             raise
+        self.wrote()
+
+    def client_lost(self) -> None:
+        """A response write failed: the client is gone (also used by ``files.py``)."""
+        self._disconnected = True
+        self.keep_alive = False
+
+    def wrote(self) -> None:
+        """Response bytes reached the transport; once the response is complete, an app
+        waiting in ``receive()`` hears ``http.disconnect`` (also used by ``files.py``)."""
         self.bytes_written = True
         if self._response == _COMPLETE:
             self._ended.set()
