@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from trio_asgi.errors import ASGIProtocolError
 from trio_asgi.testing import TestClient, serve_in_background
@@ -150,16 +151,23 @@ async def test_pathsend_streams_the_file(data_file: Path) -> None:
 
 
 async def test_an_app_waiting_after_pathsend_hears_disconnect_at_once(data_file: Path) -> None:
-    """As after http.response.body: the response is complete, so receive() says so."""
+    """As after http.response.body: a task already parked in receive() (the way frameworks
+    listen for disconnects while responding) learns that the response is complete."""
     heard: list[str] = []
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         await receive()  # the (empty) request body
-        await send({"type": "http.response.start", "status": 200})
-        await send({"type": "http.response.pathsend", "path": str(data_file)})
-        heard.append((await receive())["type"])
+
+        async def listen() -> None:
+            heard.append((await receive())["type"])
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(listen)
+            await trio.testing.wait_all_tasks_blocked()  # parked before the response
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.pathsend", "path": str(data_file)})
 
     async with TestClient(app) as client:
         response = await client.get("/")
