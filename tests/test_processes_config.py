@@ -120,7 +120,9 @@ def test_port_in_use_exits_1_with_workers(capsys: pytest.CaptureFixture[str]) ->
         with pytest.raises(SystemExit) as info:
             main(["m:app", "--workers", "2", "--port", str(port), "--log-level", "critical"])
     assert info.value.code == 1
-    assert f"cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"cannot serve on 127.0.0.1:{port}" in err
+    assert err.count("cannot serve on") == 1 and err.count("\n") == 1, err
 
 
 def test_run_refuses_workers_and_reload() -> None:
@@ -219,3 +221,26 @@ def test_one_process_loads_no_supervisor_and_no_watchfiles() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_worker_meeting_a_bad_setting_says_so_in_one_line(tmp_path: Path) -> None:
+    """E.g. the log config deleted before a reload restarts the workers: no traceback."""
+    import socket
+
+    log_config = tmp_path / "gone.json"
+    log_config.write_text('{"version": 1}')
+    config = Config(workers=2, log_config=str(log_config))
+    log_config.unlink()
+    supervisor_end, worker_end = socket.socketpair()
+    with supervisor_end, worker_end:
+        supervisor_end.sendall(encode_spec("examples.echo:app", config, []))
+        result = subprocess.run(
+            [sys.executable, "-m", "trio_asgi.worker", "--control-fd", str(worker_end.fileno())],
+            pass_fds=[worker_end.fileno()],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("trio-asgi: error: ") and "gone.json" in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr

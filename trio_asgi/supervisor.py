@@ -45,7 +45,7 @@ import trio
 from .cli import EXIT_FAILED, EXIT_OK, EXIT_STARTUP_FAILED, EXIT_USAGE, fail
 from .config import Config
 from .connection import SERVICE_RESTART
-from .errors import ConfigError
+from .errors import BindError, ConfigError
 from .listeners import listener_url, open_listeners
 from .tls import load_server_tls
 from .worker import (
@@ -596,6 +596,8 @@ def run_supervisor(target: str, config: Config) -> int:
     supervisor = Supervisor(target, config, reloader=reloader)
     try:
         return trio.run(supervisor.run)
+    except BindError as exc:  # already names the address
+        fail(str(exc), EXIT_FAILED)
     except OSError as exc:
         fail(f"cannot serve on {config.host}:{config.port}: {exc.strerror or exc}", EXIT_FAILED)
     except ConfigError as exc:

@@ -44,7 +44,7 @@ from .app_loader import load_app
 from .cli import EXIT_FAILED, EXIT_OK, EXIT_STARTUP_FAILED, EXIT_USAGE, fail
 from .config import Config
 from .connection import SERVICE_RESTART
-from .errors import AppLoadError, StartupFailed
+from .errors import AppLoadError, ConfigError, StartupFailed
 from .listeners import secure
 from .logging import configure_logging, error_logger
 from .server import Server
@@ -154,20 +154,24 @@ def main(argv: list[str] | None = None) -> NoReturn:
     line = reader.read_blocking(control)
     if line is None:  # the supervisor went away before telling us anything
         raise SystemExit(EXIT_FAILED)
-    target, config, fds, tls_flags = decode_spec(line)
-    sockets = [socket.socket(fileno=fd) for fd in fds]
-    for sock in sockets:
-        sock.set_inheritable(False)
-    configure_logging(config.log_level, access_log=config.access_log, config_file=config.log_config)
-    if config.reload:
-        # Bytecode caches are validated by source mtime (in seconds) and size: an edit within
-        # the same second that keeps the size would load the stale cache. And writing them
-        # into the watched tree would only wake the watcher.
-        sys.dont_write_bytecode = True
     try:
+        # Each step can meet a changed world (a log config deleted before a reload, a
+        # certificate replaced): one line and the usage exit code, as on the command line.
+        target, config, fds, tls_flags = decode_spec(line)
+        sockets = [socket.socket(fileno=fd) for fd in fds]
+        for sock in sockets:
+            sock.set_inheritable(False)
+        configure_logging(
+            config.log_level, access_log=config.access_log, config_file=config.log_config
+        )
+        if config.reload:
+            # Bytecode caches are validated by source mtime (in seconds) and size: an edit
+            # within the same second that keeps the size would load the stale cache. And
+            # writing them into the watched tree would only wake the watcher.
+            sys.dont_write_bytecode = True
         app = load_app(target, factory=config.factory, app_dir=config.app_dir)
         server = Server(app, config)
-    except AppLoadError as exc:
+    except (AppLoadError, ConfigError) as exc:
         fail(str(exc), EXIT_USAGE)
     server.announce = False  # the supervisor announces the shared sockets once
     try:
