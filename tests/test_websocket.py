@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from trio_asgi import ClientDisconnected
 from trio_asgi.errors import ASGIProtocolError
@@ -538,3 +539,24 @@ async def test_receive_text_on_closed_connection_raises() -> None:
         with pytest.raises(WebSocketClosed) as info:
             await ws.receive_text()
     assert info.value.code == 1008
+
+
+async def test_an_ended_session_is_not_kept_until_its_next_ping() -> None:
+    """The keepalive timer holds sessions weakly: an ended WebSocket (its connection, scope
+    and buffers) is freed at once, not after up to a ping interval."""
+    import gc
+
+    from trio_asgi.asgi.websocket import WebSocketSession
+
+    def sessions() -> int:
+        gc.collect()
+        return sum(type(o) is WebSocketSession for o in gc.get_objects())
+
+    before = sessions()  # (earlier tests' failures may keep some alive in tracebacks)
+    async with TestClient(echo, ws_ping_interval=20.0) as client:
+        async with client.websocket("/") as ws:
+            await ws.send_text("hi")
+            assert await ws.receive_text() == "hi"
+            assert sessions() == before + 1
+        await trio.testing.wait_all_tasks_blocked()
+        assert sessions() == before

@@ -155,6 +155,7 @@ class WebSocketSession:
     """State shared by the app's ``receive``/``send``, the frame reader and the heartbeat."""
 
     __slots__ = (
+        "__weakref__",  # the server's Heartbeat holds sessions weakly
         "_accepted_once",
         "_app_closed",
         "_closing",
