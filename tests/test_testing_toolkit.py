@@ -61,6 +61,33 @@ async def test_config_fixture(asgi_client):
     result.assert_outcomes(passed=3)
 
 
+def test_asgi_config_may_mix_client_options_and_server_settings(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        APP
+        + """
+import httpx
+
+@pytest.fixture
+def asgi_config():
+    return {"base_url": "http://example.org", "client_host": "10.0.0.1", "timeout": 5,
+            "server_header": False}
+
+async def test_client(asgi_client):
+    assert "server" not in (await asgi_client.get("/")).headers
+
+async def test_server(asgi_server):
+    async with httpx.AsyncClient() as http:
+        response = await http.get(asgi_server.url)
+    assert response.text == "hi" and "server" not in response.headers
+"""
+    )
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
 def test_failed_assert_in_a_websocket_conversation_is_a_plain_failure(
     pytester: pytest.Pytester,
 ) -> None:

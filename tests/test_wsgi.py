@@ -476,6 +476,23 @@ async def test_wsgi_errors_go_to_the_error_logger(caplog: pytest.LogCaptureFixtu
     ]
 
 
+async def test_wsgi_errors_without_newlines_are_logged_in_bounded_pieces(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def app(environ: Environ, start_response: Any) -> list[bytes]:
+        for _ in range(4):
+            environ["wsgi.errors"].write("x" * 5000)  # never a newline
+        start_response("200 OK", [])
+        return []
+
+    with caplog.at_level(logging.ERROR, logger="trio_asgi.error"):
+        async with TestClient(app, interface="wsgi") as client:
+            await client.get("/")
+    pieces = [r.getMessage() for r in caplog.records if r.name == "trio_asgi.error"]
+    assert "".join(p.removeprefix("WSGI app (GET /): ") for p in pieces) == "x" * 20_000
+    assert len(pieces) == 2 and all(len(p) < 11_000 for p in pieces)
+
+
 # -- close() ---------------------------------------------------------------------------------
 
 

@@ -236,7 +236,8 @@ def listener_address(listener: trio.abc.Listener[Any]) -> ServerAddress:
 def stream_addresses(
     stream: trio.abc.Stream,
 ) -> tuple[Address | None, ServerAddress] | None:
-    """``(client, server)`` addresses of an accepted stream; ``None`` if the peer is gone.
+    """``(client, server)`` addresses of an accepted stream; ``None`` if a TCP peer is
+    already gone.
 
     A unix socket's client has no address (``None``) and its server is ``(path, None)``,
     as the ASGI spec has it.
@@ -248,8 +249,7 @@ def stream_addresses(
         try:
             server = _socket_address(sock.family, sock.getsockname())
             if sock.family == socket.AF_UNIX:
-                sock.getpeername()  # still connected?
-                return None, server
+                return None, server  # (a unix peer has no address to ask for)
             client = sock.getpeername()
         except OSError:
             return None

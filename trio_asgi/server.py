@@ -270,10 +270,10 @@ async def serve(
     """Serve ``app`` until the surrounding nursery is cancelled or ``shutdown_trigger`` is set.
 
     Use it with ``await nursery.start(serve, app, config)``, which returns the bound
-    ``(host, port)`` addresses once the app's lifespan startup completed and the server
-    accepts connections. Setting ``shutdown_trigger`` stops gracefully (stop accepting, let
-    in-flight requests finish within ``timeout_graceful_shutdown``, run lifespan shutdown);
-    cancelling stops at once.
+    addresses (``(host, port)``; ``(path, None)`` for unix sockets) once the app's lifespan
+    startup completed and the server accepts connections. Setting ``shutdown_trigger``
+    stops gracefully (stop accepting, let in-flight requests finish within
+    ``timeout_graceful_shutdown``, run lifespan shutdown); cancelling stops at once.
     """
     server = Server(app, config)
     async with trio.open_nursery() as nursery:

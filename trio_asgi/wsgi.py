@@ -58,9 +58,8 @@ class WSGIAdaptor:
     Args:
         app: the WSGI callable, ``app(environ, start_response)``.
         threads: how many requests may run the app at once; the others wait for a thread.
-        multiprocess: the value of ``wsgi.multiprocess``. True once the server runs several
-            worker processes (there is no workers option yet; ``adapt()`` is where it will
-            be passed in).
+        multiprocess: the value of ``wsgi.multiprocess``: true when the server runs
+            several worker processes (``--workers``).
     """
 
     def __init__(
@@ -309,6 +308,10 @@ class _Input(io.BufferedIOBase):
         return line
 
 
+# Text written to wsgi.errors without a newline is logged once it reaches this length.
+ERRORS_LINE_LIMIT: Final = 8 * 1024
+
+
 class _Errors(io.TextIOBase):
     """``wsgi.errors``: each line the app writes becomes a record of ``trio_asgi.error``."""
 
@@ -326,6 +329,8 @@ class _Errors(io.TextIOBase):
         *lines, self._partial = (self._partial + text).split("\n")
         for line in lines:
             log.error("WSGI app (%s): %s", self._context, line)
+        if len(self._partial) > ERRORS_LINE_LIMIT:
+            self.flush()  # an app that never ends its line still cannot grow this unbounded
         return len(text)
 
     def flush(self) -> None:

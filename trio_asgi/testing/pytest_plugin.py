@@ -7,12 +7,20 @@ under pytest-trio, so use ``trio_mode = true`` or mark them ``@pytest.mark.trio`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Generator
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
 from . import LiveServer, TestClient, serve_in_background
+
+# TestClient's keyword options that are not server settings.
+_CLIENT_ONLY_OPTIONS: Final = frozenset(
+    name
+    for name, parameter in inspect.signature(TestClient).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
 
 _OUR_FIXTURES = frozenset({"asgi_client", "asgi_server"})
 
@@ -35,10 +43,10 @@ async def asgi_client(app: Any, asgi_config: dict[str, Any]) -> AsyncIterator[Te
 @pytest.fixture
 async def asgi_server(app: Any, asgi_config: dict[str, Any]) -> AsyncIterator[LiveServer]:
     """The test's ``app`` served on 127.0.0.1 and a free port (``.url``, ``.ws_url``)."""
+    # asgi_config may also hold TestClient's own options; the live server takes the rest
+    # (and rejects a misspelt setting, as TestClient would).
     server_options = {
-        key: value
-        for key, value in asgi_config.items()
-        if key not in ("timeout", "raise_app_exceptions", "keep_alive", "buffer_size")
+        key: value for key, value in asgi_config.items() if key not in _CLIENT_ONLY_OPTIONS
     }
     async with serve_in_background(app, **server_options) as server:
         yield server
