@@ -591,11 +591,6 @@ _TLS_FILE_OPTIONS = ("keyfile", "keyfile_password", "ca_certs", "ciphers")
 
 def _check_binds_and_tls(config: Config) -> None:
     """Cross-field rules of the bind and TLS settings, each one a likely mistake."""
-    for name in ("bind", "insecure_bind"):
-        value = getattr(config, name)
-        if isinstance(value, str):  # Config(bind="host:port") means one bind, not characters
-            value = (value,)
-        object.__setattr__(config, name, tuple(value))
     if config.uds is not None and not config.uds:
         raise ConfigError("uds must be a socket path, not an empty string")
     if config.fd is not None and (isinstance(config.fd, bool) or config.fd < 0):

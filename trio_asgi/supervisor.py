@@ -96,7 +96,6 @@ class Worker:
     slot: int
     process: trio.Process
     control: trio.SocketStream
-    started_at: float
     ready_at: float | None = None
     settled: trio.Event = field(default_factory=trio.Event)  # ready, or exited before
     exited: trio.Event = field(default_factory=trio.Event)
@@ -278,7 +277,6 @@ class Supervisor:
             slot=slot.index,
             process=process,
             control=trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
-            started_at=trio.current_time(),
             has_spec=load,
         )
         self.workers.add(worker)
