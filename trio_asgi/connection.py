@@ -358,7 +358,17 @@ class Connection:
                     # this frame lives as long as the WebSocket, the request need not.
                     upgraded = await self._serve_http()
                     if upgraded:
-                        await self._serve_websocket()
+                        # The session runs from this frame, not from helpers of its own:
+                        # every suspended frame is kept by each idle WebSocket.
+                        session = await self._open_websocket()
+                        if session is not None:
+                            self.websocket = session
+                            try:
+                                if await session.start(self.server.app):
+                                    await session.read_frames()
+                            finally:
+                                self.websocket = None
+                                self.server.request_served()
                 if upgraded:
                     # RFC 6455 7.1.1: after the closing handshake the server closes TCP
                     # first, without waiting for the app (it hears websocket.disconnect).
@@ -560,17 +570,6 @@ class Connection:
                 pass
 
     # -- WebSocket ---------------------------------------------------------------------------
-
-    async def _serve_websocket(self) -> None:
-        session = await self._open_websocket()
-        if session is None:
-            return
-        self.websocket = session
-        try:
-            await session.run(self.server.app)
-        finally:
-            self.websocket = None
-            self.server.request_served()
 
     async def _open_websocket(self) -> WebSocketSession | None:
         """Finish reading the upgrade request and judge the handshake; ``None`` when it was

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
@@ -28,6 +28,9 @@ from .connection import Connection, ServerState
 from .errors import StartupFailed
 from .lifespan import Lifespan
 from .listeners import (
+    Address as ClientAddress,
+)
+from .listeners import (
     ServerAddress,
     accept_loop,
     listener_address,
@@ -37,7 +40,7 @@ from .listeners import (
 )
 from .logging import format_address
 from .proxy import ProxyHeaders, TrustedProxies
-from .tls import ServerTLS, handshake, load_server_tls, tls_details
+from .tls import ServerTLS, TLSDetails, handshake, load_server_tls, tls_details
 
 log = logging.getLogger("trio_asgi.error")
 
@@ -197,20 +200,36 @@ class Server:
         if drain_scope.cancelled_caught:
             log.warning("Graceful shutdown timed out; remaining connections were cancelled")
 
-    async def _handle(self, stream: trio.abc.Stream) -> None:
+    def _handle(self, stream: trio.abc.Stream) -> Awaitable[None]:
+        """What the task of a newly accepted stream runs.
+
+        A plain function that returns ``Connection.serve()``'s coroutine instead of a
+        coroutine that awaits it: each idle connection then keeps one suspended frame less
+        (about 250 bytes of the ~14 KiB an idle WebSocket costs).
+        """
+        if isinstance(stream, trio.SSLStream):
+            return self._handle_tls(stream)
         addresses = stream_addresses(stream)
-        if addresses is None:  # the client left before we got to it
+        if addresses is None:  # the client left before we got to it: the task closes it
+            return trio.aclose_forcefully(stream)  # noqa: ASYNC105 (awaited as the task)
+        return self._connection(stream, addresses, None).serve()
+
+    async def _handle_tls(self, stream: trio.SSLStream[Any]) -> None:
+        addresses = stream_addresses(stream)
+        if addresses is None or not await self._handshake(stream, addresses[0]):
             await trio.aclose_forcefully(stream)
             return
-        tls = None
-        if isinstance(stream, trio.SSLStream):
-            if not await self._handshake(stream, addresses[0]):
-                await trio.aclose_forcefully(stream)
-                return
-            server_cert = None  # unknown for listeners a caller wrapped with its own context
-            if self.tls is not None and stream.context is self.tls.context:
-                server_cert = self.tls.server_cert
-            tls = tls_details(stream, server_cert)
+        server_cert = None  # unknown for listeners a caller wrapped with its own context
+        if self.tls is not None and stream.context is self.tls.context:
+            server_cert = self.tls.server_cert
+        await self._connection(stream, addresses, tls_details(stream, server_cert)).serve()
+
+    def _connection(
+        self,
+        stream: trio.abc.Stream,
+        addresses: tuple[ClientAddress | None, ServerAddress],
+        tls: TLSDetails | None,
+    ) -> Connection:
         proxy = self._proxy
         info = ConnectionInfo(
             client=addresses[0],
@@ -229,7 +248,7 @@ class Server:
             and len(self.state.connections) >= limit
         ):
             connection.overloaded = True
-        await connection.serve()
+        return connection
 
     async def _handshake(self, stream: trio.SSLStream[Any], client: Any) -> bool:
         """The TLS handshake, in the connection's task, bounded by --timeout-tls-handshake

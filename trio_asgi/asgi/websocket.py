@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -106,20 +106,25 @@ class _Inbox:
             while waiters:
                 trio.lowlevel.reschedule(waiters.pop(0))
 
-    async def get(self) -> str | bytes | tuple[int, str]:
-        while not self._items:
-            if self.ended is not None:
-                await trio.lowlevel.checkpoint()
-                return self.ended
-            if self._getters is None:
-                self._getters = []
-            if self._drained is not None:
-                self._drained.set()  # the app took everything and asks for more
-            await trio.lowlevel.wait_task_rescheduled(_join(self._getters))
+    def take(self) -> str | bytes | tuple[int, str] | None:
+        """The next message; once all are taken, the ending ``(code, reason)``; ``None``
+        while the session is open and nothing waits: then await ``arrival()``."""
+        if not self._items:
+            return self.ended
         item = self._items.pop(0)
         if self._space:
             trio.lowlevel.reschedule(self._space.pop(0))
         return item
+
+    def arrival(self) -> Awaitable[object]:
+        """Wait for the next ``put`` or ``end``: trio's wait itself, returned for the caller
+        to await, so an app idle in ``receive()`` keeps no frame of ours (216 bytes per idle
+        WebSocket)."""
+        if self._getters is None:
+            self._getters = []
+        if self._drained is not None:
+            self._drained.set()  # the app took everything and asks for more
+        return trio.lowlevel.wait_task_rescheduled(_join(self._getters))  # noqa: ASYNC105 (awaited by the caller)
 
     async def wait_drained(self) -> None:
         """Until the app has taken every message and waits in ``receive()`` again."""
@@ -223,8 +228,9 @@ class WebSocketSession:
 
     # -- running -------------------------------------------------------------------------
 
-    async def run(self, app: ASGIApp) -> None:
-        """Run the app in the connection's nursery and read frames in this task."""
+    async def start(self, app: ASGIApp) -> bool:
+        """Start the app in the connection's nursery and wait for its decision; True when
+        the WebSocket is open and the connection's task should go on to ``read_frames``."""
         conn = self._conn
         config = conn.config
         conn.helpers.start_soon(self._run_app, app)
@@ -238,23 +244,13 @@ class WebSocketSession:
             )
             await self._send_http_error(503)
         if self._ws is None:
-            return
+            return False
         if config.ws_ping_interval:
             self._next_ping = trio.current_time() + config.ws_ping_interval
             conn.server.heartbeat.schedule(self._next_ping, self)
         if self._state != _OPEN:  # the app closed before we even started reading
             conn.loop_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
-        self._reading = True
-        try:
-            await self._read_frames()
-        finally:
-            # Also when the close-handshake deadline cancelled the read: the peer never
-            # answered our close frame.
-            self._reading = False
-            self._on_lost()
-            if conn.server.access_log:
-                ended = self._inbox.ended or (ABNORMAL, "")
-                log_websocket_close(self, ended[0], time.monotonic() - self._opened_at)
+        return True
 
     async def _run_app(self, app: ASGIApp) -> None:
         try:
@@ -294,7 +290,15 @@ class WebSocketSession:
         if self._state < _OPEN:
             # Nothing but the decision can come before accept; wait for the session to end.
             await self._decided.wait()
-        item = await self._inbox.get()
+        inbox = self._inbox
+        item = inbox.take()
+        while item is None:
+            await inbox.arrival()
+            item = inbox.take()
+        if type(item) is tuple:
+            # The ending always passes a checkpoint, also right after waking: a task that
+            # closed the session finishes writing its close frame before the app hears of it.
+            await trio.lowlevel.checkpoint()
         if type(item) is str:
             return {"type": "websocket.receive", "text": item}
         if type(item) is bytes:
@@ -575,47 +579,58 @@ class WebSocketSession:
 
     # -- the reader (runs in the connection's task) --------------------------------------
 
-    async def _read_frames(self) -> None:
-        """Parse frames until the connection ends; the app's inbox bounds what is read."""
+    async def read_frames(self) -> None:
+        """Parse frames until the connection ends; the app's inbox bounds what is read.
+        Runs in the connection's task, after ``start``."""
         ws = self._ws
         assert ws is not None
         conn = self._conn
         inbox = self._inbox
-        while True:
-            while not inbox.full or self._state == _CLOSED:
-                event = ws.next_event()
-                if event is None:
-                    break
-                event_type = type(event)
-                if event_type is str or event_type is bytes:
-                    if self._state == _OPEN:
-                        inbox.put(event)  # type: ignore[arg-type]
-                    # after our close frame, data is read and dropped (RFC 6455 1.4)
-                elif event_type is PingReceived:
-                    await self._answer_ping(event)  # type: ignore[arg-type]
-                elif event_type is PongReceived:
-                    # Unsolicited or late pongs are allowed and ignored (RFC 6455 5.5.3).
-                    if event.payload == self._ping_payload:  # type: ignore[union-attr]
-                        self._ping_payload = None
-                        self._pong_due = None
-                elif event_type is CloseReceived:
-                    await self._on_close_frame(event)  # type: ignore[arg-type]
-                    return
-                elif event_type is ProtocolFailure:
-                    await self._on_failure(event)  # type: ignore[arg-type]
-                    return
-                else:
-                    assert event_type is ConnectionLost
-                    return
-            if inbox.full and self._state == _OPEN:
-                self._read_paused = True
-                try:
-                    await inbox.wait_for_space()
-                finally:
-                    self._read_paused = False
-                    self._last_resume = trio.current_time()
-                continue
-            ws.receive_data(await conn.receive())
+        self._reading = True
+        try:
+            while True:
+                while not inbox.full or self._state == _CLOSED:
+                    event = ws.next_event()
+                    if event is None:
+                        break
+                    event_type = type(event)
+                    if event_type is str or event_type is bytes:
+                        if self._state == _OPEN:
+                            inbox.put(event)  # type: ignore[arg-type]
+                        # after our close frame, data is read and dropped (RFC 6455 1.4)
+                    elif event_type is PingReceived:
+                        await self._answer_ping(event)  # type: ignore[arg-type]
+                    elif event_type is PongReceived:
+                        # Unsolicited or late pongs are allowed and ignored (RFC 6455 5.5.3).
+                        if event.payload == self._ping_payload:  # type: ignore[union-attr]
+                            self._ping_payload = None
+                            self._pong_due = None
+                    elif event_type is CloseReceived:
+                        await self._on_close_frame(event)  # type: ignore[arg-type]
+                        return
+                    elif event_type is ProtocolFailure:
+                        await self._on_failure(event)  # type: ignore[arg-type]
+                        return
+                    else:
+                        assert event_type is ConnectionLost
+                        return
+                if inbox.full and self._state == _OPEN:
+                    self._read_paused = True
+                    try:
+                        await inbox.wait_for_space()
+                    finally:
+                        self._read_paused = False
+                        self._last_resume = trio.current_time()
+                    continue
+                ws.receive_data(await conn.receive())
+        finally:
+            # Also when the close-handshake deadline cancelled the read: the peer never
+            # answered our close frame.
+            self._reading = False
+            self._on_lost()
+            if conn.server.access_log:
+                ended = inbox.ended or (ABNORMAL, "")
+                log_websocket_close(self, ended[0], time.monotonic() - self._opened_at)
 
     async def _answer_ping(self, event: PingReceived) -> None:
         ws = self._ws
