@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from trio_asgi.testing import MemoryStream
 
@@ -44,3 +48,43 @@ def _restore_logging() -> Any:
         lg.handlers[:] = handlers
         lg.propagate = propagate
         lg.setLevel(level)
+
+
+@dataclass
+class TLSFiles:
+    """A CA, a server certificate for localhost, 127.0.0.1 and ::1, and the PEM files."""
+
+    ca: trustme.CA
+    server: trustme.LeafCert
+    certfile: str  # the server's certificate chain
+    keyfile: str
+    ca_file: str  # the CA's certificate: clients trust it, and mTLS servers verify with it
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"certfile": self.certfile, "keyfile": self.keyfile}
+
+    def client_context(self, cert: trustme.LeafCert | None = None) -> ssl.SSLContext:
+        """A client context trusting our CA, presenting ``cert`` if given."""
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        if cert is not None:
+            cert.configure_cert(context)
+        return context
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls(ca: trustme.CA, tmp_path: Path) -> TLSFiles:
+    server = ca.issue_cert("localhost", "127.0.0.1", "::1")
+    certfile = tmp_path / "server.pem"
+    keyfile = tmp_path / "server.key"
+    ca_file = tmp_path / "ca.pem"
+    server.cert_chain_pems[0].write_to_path(str(certfile))
+    server.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(ca_file))
+    return TLSFiles(ca, server, str(certfile), str(keyfile), str(ca_file))

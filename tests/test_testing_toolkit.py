@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from trio_asgi.testing import ClientTimeout, TestClient, stream_pair
 
@@ -211,3 +212,23 @@ async def test_memory_streams_behave_like_sockets() -> None:
     other_client.abort()
     with pytest.raises(trio.BrokenResourceError):
         await other_server.receive_some()
+
+
+async def test_closing_a_memory_stream_wakes_its_pending_receive() -> None:
+    """Like a trio socket: a task blocked in ``receive_some`` hears ClosedResourceError."""
+    client, server = stream_pair()
+    failures: list[BaseException] = []
+
+    async def reader() -> None:
+        try:
+            await server.receive_some()
+        except trio.ClosedResourceError as exc:
+            failures.append(exc)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            await server.aclose()
+    assert len(failures) == 1
+    await client.aclose()

@@ -353,22 +353,24 @@ class Connection:
             async with trio.open_nursery() as helpers:
                 self.helpers = helpers
                 upgraded = False
+                session = None
                 with self.loop_scope:
                     # The upgrade request travels through an attribute, not a local here:
                     # this frame lives as long as the WebSocket, the request need not.
                     upgraded = await self._serve_http()
                     if upgraded:
-                        # The session runs from this frame, not from helpers of its own:
-                        # every suspended frame is kept by each idle WebSocket.
                         session = await self._open_websocket()
-                        if session is not None:
-                            self.websocket = session
-                            try:
-                                if await session.start(self.server.app):
-                                    await session.read_frames()
-                            finally:
-                                self.websocket = None
-                                self.server.request_served()
+                if session is not None:
+                    # Run from this frame (every suspended frame is kept by each idle
+                    # WebSocket) and outside the loop scope (a cancel status less); the
+                    # session stops its reader with ``abandon``.
+                    self.websocket = session
+                    try:
+                        if await session.start(self.server.app):
+                            await session.read_frames()
+                    finally:
+                        self.websocket = None
+                        self.server.request_served()
                 if upgraded:
                     # RFC 6455 7.1.1: after the closing handshake the server closes TCP
                     # first, without waiting for the app (it hears websocket.disconnect).
@@ -411,6 +413,21 @@ class Connection:
                     break
                 discarded += len(data)
         self._linger_scope = None
+
+    def abandon(self) -> None:
+        """Give up on the peer now: the stream is closed under whoever waits on it (trio
+        raises ClosedResourceError in a pending receive, which ``receive`` reports as the
+        end). How a WebSocket stops its reader, which runs outside any scope of its own."""
+        if self._stream_closed:
+            return
+        stream = self.stream
+        if isinstance(stream, trio.SocketStream):
+            self._stream_closed = True
+            self.broken = True
+            stream.socket.close()
+        else:  # TLS or in-memory: closing is async (TLS says goodbye, within CLOSE_TIMEOUT)
+            self.broken = True
+            self.helpers.start_soon(self.close_stream)
 
     async def close_stream(self) -> None:
         """Close politely (TLS close_notify) within a short bound. Trio streams release the

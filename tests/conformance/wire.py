@@ -184,7 +184,7 @@ class Peer:
 
     def __init__(
         self,
-        stream: MemoryStream,
+        stream: trio.abc.Stream,
         headers: list[tuple[bytes, bytes]],
         buffered: bytes,
         deflate: Deflate | None,
@@ -405,6 +405,61 @@ class EchoApp:
         return self.disconnects[0]
 
 
+async def handshake_on(
+    stream: trio.abc.Stream, path: str = "/", *, extensions: Iterable[str] = ()
+) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+    """Send an opening handshake on any stream (in-memory, TCP, TLS); the status line,
+    headers, and bytes that followed."""
+    key = base64.b64encode(os.urandom(16))
+    lines = [
+        f"GET {path} HTTP/1.1".encode(),
+        b"Host: testserver",
+        b"Upgrade: websocket",
+        b"Connection: Upgrade",
+        b"Sec-WebSocket-Key: " + key,
+        b"Sec-WebSocket-Version: 13",
+        *(b"Sec-WebSocket-Extensions: " + offer.encode() for offer in extensions),
+    ]
+    await stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n")
+    data = b""
+    with trio.fail_after(READ_TIMEOUT):
+        while b"\r\n\r\n" not in data:
+            more = await stream.receive_some()
+            assert more, f"connection closed during the handshake: {data!r}"
+            data += more
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status, *header_lines = head.split(b"\r\n")
+    headers = []
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        headers.append((name.strip().lower(), value.strip()))
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    if status.startswith(b"HTTP/1.1 101 "):
+        assert (b"sec-websocket-accept", accept) in headers
+    return status, headers, rest
+
+
+async def open_peer(
+    stream: trio.abc.Stream,
+    path: str = "/",
+    *,
+    extensions: Iterable[str] = (),
+    client_bits: int = 15,
+) -> Peer:
+    """A WebSocket opened on ``stream``; with a permessage-deflate offer in ``extensions``,
+    the peer compresses with at most ``client_bits`` of window (and what the server allowed)."""
+    status, headers, rest = await handshake_on(stream, path, extensions=extensions)
+    assert status.startswith(b"HTTP/1.1 101 "), status
+    deflate = None
+    agreed = [value for name, value in headers if name == b"sec-websocket-extensions"]
+    if agreed:
+        assert len(agreed) == 1
+        name, params = parse_extension(agreed[0].decode())
+        assert name == "permessage-deflate", agreed
+        deflate = Deflate(params, client_bits=client_bits)
+    return Peer(stream, headers, rest, deflate)
+
+
 class Server:
     """The server with an echo app, reached through raw in-memory connections."""
 
@@ -419,32 +474,7 @@ class Server:
         """Send an opening handshake; the status line, headers, and bytes that followed."""
         stream = await self.client.connect()
         self._streams.append(stream)
-        key = base64.b64encode(os.urandom(16))
-        lines = [
-            f"GET {path} HTTP/1.1".encode(),
-            b"Host: testserver",
-            b"Upgrade: websocket",
-            b"Connection: Upgrade",
-            b"Sec-WebSocket-Key: " + key,
-            b"Sec-WebSocket-Version: 13",
-            *(b"Sec-WebSocket-Extensions: " + offer.encode() for offer in extensions),
-        ]
-        await stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n")
-        data = b""
-        with trio.fail_after(READ_TIMEOUT):
-            while b"\r\n\r\n" not in data:
-                more = await stream.receive_some()
-                assert more, f"connection closed during the handshake: {data!r}"
-                data += more
-        head, _, rest = data.partition(b"\r\n\r\n")
-        status, *header_lines = head.split(b"\r\n")
-        headers = []
-        for line in header_lines:
-            name, _, value = line.partition(b":")
-            headers.append((name.strip().lower(), value.strip()))
-        accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
-        if status.startswith(b"HTTP/1.1 101 "):
-            assert (b"sec-websocket-accept", accept) in headers
+        status, headers, rest = await handshake_on(stream, path, extensions=extensions)
         return stream, status, headers, rest
 
     async def connect(
@@ -452,16 +482,9 @@ class Server:
     ) -> Peer:
         """Open a WebSocket; with a permessage-deflate offer in ``extensions``, the peer
         compresses with at most ``client_bits`` of window (and what the server allowed)."""
-        stream, status, headers, rest = await self.handshake(path, extensions=extensions)
-        assert status.startswith(b"HTTP/1.1 101 "), status
-        deflate = None
-        agreed = [value for name, value in headers if name == b"sec-websocket-extensions"]
-        if agreed:
-            assert len(agreed) == 1
-            name, params = parse_extension(agreed[0].decode())
-            assert name == "permessage-deflate", agreed
-            deflate = Deflate(params, client_bits=client_bits)
-        return Peer(stream, headers, rest, deflate)
+        stream = await self.client.connect()
+        self._streams.append(stream)
+        return await open_peer(stream, path, extensions=extensions, client_bits=client_bits)
 
     async def aclose(self) -> None:
         for stream in self._streams:

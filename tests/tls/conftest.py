@@ -1,4 +1,4 @@
-"""Certificates for the TLS tests (trustme), and a server whose TLS connections are in memory.
+"""A server whose TLS connections are in memory (certificates: ``tls`` in tests/conftest.py).
 
 ``tls_server`` runs a real ``Server`` with its real TLS setup, but its listener is an
 in-memory one wrapped in ``trio.SSLListener``: handshakes, the tls extension and the
@@ -11,57 +11,15 @@ import functools
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
-import trustme
 
 from trio_asgi import Config, Server
 from trio_asgi.listeners import secure
 from trio_asgi.testing import MemoryListener
 
-
-@dataclass
-class TLSFiles:
-    """A CA, a server certificate for localhost, 127.0.0.1 and ::1, and the PEM files."""
-
-    ca: trustme.CA
-    server: trustme.LeafCert
-    certfile: str  # the server's certificate chain
-    keyfile: str
-    ca_file: str  # the CA's certificate: clients trust it, and mTLS servers verify with it
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {"certfile": self.certfile, "keyfile": self.keyfile}
-
-    def client_context(self, cert: trustme.LeafCert | None = None) -> ssl.SSLContext:
-        """A client context trusting our CA, presenting ``cert`` if given."""
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        if cert is not None:
-            cert.configure_cert(context)
-        return context
-
-
-@pytest.fixture(scope="session")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def tls(ca: trustme.CA, tmp_path: Path) -> TLSFiles:
-    server = ca.issue_cert("localhost", "127.0.0.1", "::1")
-    certfile = tmp_path / "server.pem"
-    keyfile = tmp_path / "server.key"
-    ca_file = tmp_path / "ca.pem"
-    server.cert_chain_pems[0].write_to_path(str(certfile))
-    server.private_key_pem.write_to_path(str(keyfile))
-    ca.cert_pem.write_to_path(str(ca_file))
-    return TLSFiles(ca, server, str(certfile), str(keyfile), str(ca_file))
+from ..conftest import TLSFiles as TLSFiles  # (re-exported for the TLS tests)
 
 
 async def scope_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

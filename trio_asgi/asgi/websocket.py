@@ -163,6 +163,7 @@ class WebSocketSession:
         "__weakref__",  # the server's Heartbeat holds sessions weakly
         "_accepted_once",
         "_app_closed",
+        "_close_due",
         "_closing",
         "_conn",
         "_connect_delivered",
@@ -208,6 +209,7 @@ class WebSocketSession:
         self._closing = False  # our close frame is queued or sent
         self._accepted_once = False
         self._reading = False  # the connection's task is the frame reader
+        self._close_due: float | None = None  # our close frame is out: answer due by then
         # keepalive: the outstanding ping, its deadline, and whether backpressure paused
         # reading meanwhile (then the pong may sit unread behind data: not the peer's fault)
         self._pings = 0
@@ -249,8 +251,19 @@ class WebSocketSession:
             self._next_ping = trio.current_time() + config.ws_ping_interval
             conn.server.heartbeat.schedule(self._next_ping, self)
         if self._state != _OPEN:  # the app closed before we even started reading
-            conn.loop_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
+            self._await_close_answer()
         return True
+
+    def _await_close_answer(self) -> None:
+        """Our close frame is out: the peer has CLOSE_HANDSHAKE_TIMEOUT to answer it.
+
+        The server's Heartbeat keeps this deadline, not a cancel scope around the reader:
+        a scope there would be one more cancel status (two sets, ~600 bytes) for every idle
+        WebSocket, to serve only the last seconds of a few of them.
+        """
+        if self._close_due is None:
+            self._close_due = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
+            self._conn.server.heartbeat.schedule(self._close_due, self)
 
     async def _run_app(self, app: ASGIApp) -> None:
         try:
@@ -342,7 +355,11 @@ class WebSocketSession:
         try:
             if self._state != _OPEN:  # closed while we waited for the lock
                 raise ClientDisconnected("WebSocket closed")
-            await conn.write(ws.send(payload))
+            try:
+                await conn.write(ws.send(payload))
+            except ClientDisconnected:
+                self._on_write_failure()
+                raise
         finally:
             lock.release()
 
@@ -512,17 +529,25 @@ class WebSocketSession:
                     self._state = _CLOSED
                     await conn.write(ws.close(code, reason))
         except ClientDisconnected:
-            pass
+            self._on_write_failure()
+            return
         finally:
             self._state = _CLOSED
         # The reader now only waits for the peer's answering close frame, not forever.
         if self._reading:
-            conn.loop_scope.deadline = trio.current_time() + CLOSE_HANDSHAKE_TIMEOUT
+            self._await_close_answer()
 
     # -- keepalive (called by the server's Heartbeat) ------------------------------------
 
     def tick(self, now: float) -> None:
-        """Ping when due; no matching pong within ``ws_ping_timeout`` closes with 1011."""
+        """Ping when due; no matching pong within ``ws_ping_timeout`` closes with 1011; no
+        answer to our close frame in time drops the connection."""
+        if self._close_due is not None:
+            # (ticks scheduled earlier for keepalive find this too and do nothing)
+            if now >= self._close_due and self._reading:
+                log.debug("WebSocket %s: no answer to our close frame", self.scope["path"])
+                self._conn.abandon()
+            return
         if self._state != _OPEN or self._closing:
             return  # over: do not schedule again
         config = self._conn.config
@@ -570,7 +595,7 @@ class WebSocketSession:
         self._state = _CLOSED
         self._inbox.end(ABNORMAL, "")
         if self._reading:
-            self._conn.loop_scope.cancel()
+            self._conn.abandon()
 
     def on_shutdown(self, code: int = GOING_AWAY) -> None:
         """Server shutdown: close with 1001 (1012 for a restart) from a task of our own."""

@@ -51,6 +51,8 @@ class _Pipe:
         while True:
             if self.aborted:
                 raise trio.BrokenResourceError("connection reset by peer")
+            if self.reader_gone:  # this end was closed under a pending read
+                raise trio.ClosedResourceError("stream is closed")
             if self.buffer and not self.paused:
                 size = len(self.buffer)
                 if max_bytes is not None:
