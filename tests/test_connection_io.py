@@ -43,7 +43,8 @@ async def test_reads_that_never_block_still_let_other_tasks_run() -> None:
         nursery.start_soon(other.run)
         await trio.lowlevel.checkpoint()
         before = other.turns
-        for _ in range(YIELD_EVERY * 4):
+        # The read after every YIELD_EVERY in a row waits its turn: four turns in this many.
+        for _ in range(YIELD_EVERY * 4 + 1):
             data = await conn.receive()  # never blocks: the peer keeps the socket full
             assert len(data) == RECEIVE_SIZE
             peer.sendall(data)
@@ -101,3 +102,25 @@ async def test_after_a_read_that_emptied_the_socket_the_next_one_waits_first(
     assert reads == [None, 9, 9, 9, 9, 9]
 
     peer.close()
+
+
+async def test_a_closed_connection_never_reads_the_descriptor_again() -> None:
+    """``abandon`` closes the socket; the descriptor number is free for the next accepted
+    connection at once, and a reader woken in that moment must not read from it."""
+    ours, peer = socket.socketpair()
+    conn = connection_on(ours)
+    stale_fd = ours.fileno()
+    conn.abandon()
+    assert ours.fileno() == -1
+    newcomer, newcomer_peer = socket.socketpair()  # the lowest free numbers: ours again
+    assert stale_fd in (newcomer.fileno(), newcomer_peer.fileno())
+    newcomer_peer.sendall(b"not yours")
+    newcomer.sendall(b"not yours")
+    assert conn.receive_nowait() == b""
+    assert await conn.receive() == b""
+    newcomer.setblocking(False)
+    newcomer_peer.setblocking(False)
+    assert newcomer.recv(100) == b"not yours"
+    assert newcomer_peer.recv(100) == b"not yours"
+    for sock in (peer, newcomer, newcomer_peer):
+        sock.close()

@@ -647,7 +647,16 @@ class WebSocketSession:
                         self._read_paused = False
                         self._last_resume = trio.current_time()
                     continue
-                ws.receive_data(await conn.receive())
+                # Connection.receive inline: an idle WebSocket waits in trio's own wait for
+                # the socket, with no frame of receive() kept (230 bytes per connection).
+                data = conn.receive_nowait()
+                while data is None:
+                    try:
+                        await conn.readable()
+                    except (trio.ClosedResourceError, OSError):  # abandon() closed it
+                        conn.broken = True
+                    data = conn.receive_nowait()
+                ws.receive_data(data)
         finally:
             # Also when the close-handshake deadline cancelled the read: the peer never
             # answered our close frame.
