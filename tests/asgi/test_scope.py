@@ -69,6 +69,16 @@ def test_http_scope_keys() -> None:
     }
 
 
+def test_common_header_names_are_shared_between_scopes() -> None:
+    """An open WebSocket keeps its scope: the usual header names are one object for all."""
+    headers = [(b"Host", b"x"), (b"User-Agent", b"ua"), (b"X-Custom", b"1")]
+    first = websocket_scope(request(b"/", list(headers)), INFO, {}, [])["headers"]
+    second = websocket_scope(request(b"/", list(headers)), INFO, {}, [])["headers"]
+    assert first == second == [(b"host", b"x"), (b"user-agent", b"ua"), (b"x-custom", b"1")]
+    assert first[0][0] is second[0][0] and first[1][0] is second[1][0]
+    assert first[2][0] is not second[2][0]  # (others are the parser's own copies)
+
+
 def test_state_is_a_shallow_copy() -> None:
     state: dict[str, Any] = {"items": []}
     scope = http_scope(request(b"/"), INFO, state)
