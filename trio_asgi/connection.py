@@ -68,6 +68,11 @@ FIRST_REQUEST_GRACE: Final = 1.0
 SERVICE_RESTART: Final = 1012
 
 
+# What ``Connection.loop_scope`` becomes when a WebSocket takes over the connection: the
+# session never uses it, and each idle one would keep its own (112 bytes). Never entered.
+_SPENT_SCOPE: Final = trio.CancelScope()
+
+
 def _raw_socket_fd(stream: trio.abc.Stream) -> int:
     """The descriptor of a plain TCP/unix stream, for the non-blocking write fast path;
     -1 for anything else (TLS, in-memory streams)."""
@@ -391,6 +396,7 @@ class Connection:
                     # Run from this frame (every suspended frame is kept by each idle
                     # WebSocket) and outside the loop scope (a cancel status less); the
                     # session stops its reader with ``abandon``.
+                    self.loop_scope = _SPENT_SCOPE  # (and does not keep this one)
                     self.websocket = session
                     try:
                         if await session.start(self.server.app):

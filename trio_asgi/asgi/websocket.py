@@ -63,6 +63,9 @@ _PAYLOAD_TYPES: Final = (str, bytes, bytearray)  # a tuple: `a | b` builds a uni
 _DECIDED: Final = trio.Event()
 _DECIDED.set()
 
+# "Not yet" for a time; one shared float instead of a new ``-math.inf`` per session.
+_NEVER: Final = -math.inf
+
 # Session states.
 _CONNECTING: Final = 0  # handshake received, app has not decided
 _RESPONDING: Final = 1  # app is sending a denial response (websocket.http.response.*)
@@ -218,7 +221,7 @@ class WebSocketSession:
         self._ping_sent_at = 0.0
         self._pong_due: float | None = None
         self._read_paused = False
-        self._last_resume = -math.inf
+        self._last_resume = _NEVER
         self._denial_status = 0
         self._denial_head: list[tuple[bytes, bytes]] | None = None  # set by _start_denial
         self._opened_at = 0.0
