@@ -451,21 +451,19 @@ class Connection:
         """Give up on the peer now: the stream is closed under whoever waits on it (trio
         raises ClosedResourceError in a pending receive, which ``receive`` reports as the
         end). How a WebSocket stops its reader, which runs outside any scope of its own."""
-        if self._stream_closed:
+        if self._stream_closed or self._close_socket():
             return
-        stream = self.stream
-        if isinstance(stream, trio.SocketStream):
-            self._stream_closed = True
-            self.broken = True
-            stream.socket.close()
-        else:  # TLS or in-memory: closing is async (TLS says goodbye, within CLOSE_TIMEOUT)
-            self.broken = True
-            self.helpers.start_soon(self.close_stream)
+        # TLS or in-memory: closing is async (TLS says goodbye, within CLOSE_TIMEOUT)
+        self.broken = True
+        self.helpers.start_soon(self.close_stream)
 
     async def close_stream(self) -> None:
         """Close politely (TLS close_notify) within a short bound. Trio streams release the
         socket even when this is cancelled or times out, so no shielding is needed."""
         if self._stream_closed:
+            return
+        if self._close_socket():
+            await trio.lowlevel.checkpoint()
             return
         self._stream_closed = True
         self.broken = True
@@ -474,6 +472,17 @@ class Connection:
                 await self.stream.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
+
+    def _close_socket(self) -> bool:
+        """Close a plain socket at once: it has no goodbye to say, so it needs no timeout
+        (a cancel scope less per connection). False for other streams."""
+        stream = self.stream
+        if not isinstance(stream, trio.SocketStream):
+            return False
+        self._stream_closed = True
+        self.broken = True
+        stream.socket.close()
+        return True
 
     # -- HTTP/1.1 ----------------------------------------------------------------------------
 
@@ -530,7 +539,7 @@ class Connection:
         timeout; for a new connection the header timeout), and from the first byte the whole
         head must arrive within the header timeout (slowloris). Raises ``BadRequest``.
         """
-        event = proto.next_event()
+        event = NEED_DATA if proto.nothing_received else proto.next_event()
         if event is NEED_DATA and proto.buffered_size == 0:
             config = self.config
             data = await self._receive_idle(

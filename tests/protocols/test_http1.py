@@ -53,6 +53,30 @@ def test_request_then_body_events() -> None:
     assert p.next_event() is PAUSED
 
 
+def test_nothing_received_means_next_event_can_only_need_data() -> None:
+    p = proto()
+    assert p.nothing_received and p.next_event() is NEED_DATA
+    p.receive_data(b"GET / HTTP/1.1\r\n")
+    assert not p.nothing_received  # part of a head
+    p.receive_data(b"Host: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert isinstance(p.next_event(), h11.Request)
+    assert not p.nothing_received  # a request in progress
+    assert isinstance(p.next_event(), h11.EndOfMessage)
+    p.response_head(200, [(b"content-length", b"0")])
+    p.end()
+    assert p.start_next_cycle()
+    assert not p.nothing_received  # the pipelined request is waiting in the buffer
+    assert isinstance(p.next_event(), h11.Request)
+    assert isinstance(p.next_event(), h11.EndOfMessage)
+    p.response_head(200, [(b"content-length", b"0")])
+    p.end()
+    assert p.start_next_cycle()
+    assert p.nothing_received and p.next_event() is NEED_DATA
+    p.receive_data(b"")  # the client closed
+    assert not p.nothing_received
+    assert isinstance(p.next_event(), h11.ConnectionClosed)
+
+
 def test_response_gets_date_and_server_headers() -> None:
     p = proto()
     p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -163,6 +163,14 @@ class HTTP1Protocol:
         self.websocket_upgrade = upgrade
 
     @property
+    def nothing_received(self) -> bool:
+        """Not a byte of the next request yet: ``next_event`` could only say NEED_DATA (a
+        keep-alive connection asks before every request; h11's answer costs more)."""
+        conn = self._conn
+        data, closed = conn.trailing_data
+        return not data and not closed and conn.their_state is h11.IDLE
+
+    @property
     def client_waiting_for_100_continue(self) -> bool:
         return self._conn.they_are_waiting_for_100_continue
 

@@ -46,18 +46,14 @@ class HandshakeError(Exception):
         self.headers = list(headers)
 
 
-def _tokens(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
-    """All comma-separated, lowercased tokens of every header called ``name``."""
-    found: list[bytes] = []
-    for key, value in headers:
-        if key == name:
-            found.extend(token.strip().lower() for token in value.split(b","))
-    return found
+def _tokens(value: bytes) -> list[bytes]:
+    """The comma-separated, lowercased tokens of one header value."""
+    return [token.strip().lower() for token in value.split(b",")]
 
 
 def wants_websocket(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """The request asks to upgrade to WebSocket (whether or not it does so correctly)."""
-    return b"websocket" in _tokens(headers, b"upgrade")
+    return any(name == b"upgrade" and b"websocket" in _tokens(value) for name, value in headers)
 
 
 class Handshake:
@@ -72,16 +68,35 @@ class Handshake:
 
 
 def check_handshake(
-    method: bytes, http_version: bytes, headers: Sequence[tuple[bytes, bytes]]
+    method: bytes, http_version: bytes, headers: Iterable[tuple[bytes, bytes]]
 ) -> Handshake:
     """Validate an opening handshake (RFC 6455 section 4.2.1) or raise ``HandshakeError``."""
     if method != b"GET":
         raise HandshakeError(400, "WebSocket handshake must use GET")
     if http_version != b"1.1":
         raise HandshakeError(400, "WebSocket handshake requires HTTP/1.1")
-    if b"upgrade" not in _tokens(headers, b"connection"):
+    # One pass over the headers (h11's header list is slow to iterate: a Python-level
+    # sequence protocol call per item), then the checks in the order they are reported.
+    connection: list[bytes] = []
+    versions: list[bytes] = []
+    keys: list[bytes] = []
+    subprotocols: list[str] = []
+    extensions: list[str] = []
+    for name, value in headers:
+        if name == b"connection":
+            connection += _tokens(value)
+        elif name == b"sec-websocket-version":
+            versions += _tokens(value)
+        elif name == b"sec-websocket-key":
+            keys.append(value)
+        elif name == b"sec-websocket-protocol":
+            parts = (part.strip() for part in value.split(b","))
+            subprotocols += [part.decode("latin-1") for part in parts if part]
+        elif name == b"sec-websocket-extensions":
+            offers = (offer.decode("latin-1").strip() for offer in value.split(b","))
+            extensions += [offer for offer in offers if offer]
+    if b"upgrade" not in connection:
         raise HandshakeError(400, "WebSocket handshake is missing 'Connection: Upgrade'")
-    versions = _tokens(headers, b"sec-websocket-version")
     if versions != [b"13"]:
         # RFC 6455 4.4: answer 426 naming the versions we speak.
         raise HandshakeError(
@@ -89,7 +104,6 @@ def check_handshake(
             "Unsupported WebSocket version; this server speaks version 13",
             [(b"sec-websocket-version", b"13")],
         )
-    keys = [value for name, value in headers if name == b"sec-websocket-key"]
     if len(keys) != 1:
         raise HandshakeError(400, "WebSocket handshake needs exactly one Sec-WebSocket-Key")
     key = keys[0].strip()
@@ -99,20 +113,6 @@ def check_handshake(
         valid_key = False
     if not valid_key:
         raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
-    subprotocols = [
-        token.decode("latin-1")
-        for name, value in headers
-        if name == b"sec-websocket-protocol"
-        for token in (part.strip() for part in value.split(b","))
-        if token
-    ]
-    extensions = [
-        offer.decode("latin-1").strip()
-        for name, value in headers
-        if name == b"sec-websocket-extensions"
-        for offer in value.split(b",")
-        if offer.strip()
-    ]
     return Handshake(key, subprotocols, extensions)
 
 
