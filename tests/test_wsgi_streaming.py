@@ -19,7 +19,7 @@ from trio_asgi import ClientDisconnected, Config, Server
 from trio_asgi.testing import TestClient, serve_in_background
 from trio_asgi.wsgi import WSGIAdaptor
 
-from .wsgi_helpers import Flag, Gate, wait_in_thread
+from .wsgi_helpers import THREAD_WAIT, Flag, Gate, wait_in_thread
 
 Environ = dict[str, Any]
 
@@ -112,6 +112,71 @@ async def test_client_leaving_mid_upload_raises_in_the_app(
     assert isinstance(error, ClientDisconnected)
     assert "before sending the whole body" in str(error)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_request_cancelled_during_a_body_read_lets_go_of_the_connection() -> None:
+    """A router that gives up on a WSGI app (a timeout around it) answers by itself and the
+    connection goes on: the body read the app's thread had started in the server is ended
+    with the request, instead of reading the socket behind the server's back."""
+    outcome = Flag()
+
+    def reader(environ: Environ, start_response: Any) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except OSError as exc:
+            outcome.set(exc)
+            raise
+        start_response("200 OK", [])
+        return []
+
+    wsgi = WSGIAdaptor(reader)
+
+    async def router(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "GET":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"still here"})
+            return
+        reads = 0
+        second_read = trio.Event()
+
+        async def counted_receive() -> Any:
+            nonlocal reads
+            reads += 1
+            if reads == 2:  # the thread took the first chunk and waits for more
+                second_read.set()
+            return await receive()
+
+        with trio.CancelScope() as give_up:
+            async with trio.open_nursery() as nursery:
+
+                async def watchdog() -> None:
+                    await second_read.wait()
+                    give_up.cancel()
+
+                nursery.start_soon(watchdog)
+                await wsgi(scope, counted_receive, send)
+        headers = [(b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 504, "headers": headers})
+        await send({"type": "http.response.body"})
+
+    async with TestClient(router) as client:
+        stream = await client.connect()
+        await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n12345")
+        response = b""
+        with trio.fail_after(THREAD_WAIT):
+            while b"\r\n\r\n" not in response:
+                response += await stream.receive_some()
+        assert response.startswith(b"HTTP/1.1 504 ")
+        assert isinstance(await outcome.wait(), ClientDisconnected)
+        # The rest of the body, then the next request on the same connection.
+        await stream.send_all(b"678901234567890" + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.fail_after(THREAD_WAIT):
+            while b"still here" not in response:
+                more = await stream.receive_some()
+                assert more, f"connection closed: {response!r}"
+                response += more
 
 
 # -- streaming responses ---------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 import io
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
@@ -353,6 +353,7 @@ class _Request:
         self._send = send
         self._token = trio.lowlevel.current_trio_token()
         self._abandoned = False  # set in trio once the request no longer waits for the thread
+        self._bridging: trio.CancelScope | None = None  # the thread's call into the server
         # Response state, owned by the app's thread.
         self._status: int | None = None
         self._headers: list[tuple[bytes, bytes]] = []
@@ -378,22 +379,36 @@ class _Request:
             )
         finally:
             self._abandoned = True
+            if self._bridging is not None:
+                # The thread's call into the server runs in trio's system nursery (threads
+                # that may be abandoned cannot call into their host task), not under this
+                # request: it ends with the request, before anyone else uses the connection
+                # (a router answering by itself, the next request).
+                self._bridging.cancel()
 
     # -- the bridge (runs in trio, called from the thread) -------------------------------
 
     async def _pull(self) -> tuple[bytes, bool]:
-        if self._abandoned:
-            raise ClientDisconnected(_OVER)
-        message = await self._receive()
+        message: Message = await self._while_served(self._receive)
         if message["type"] != "http.request":
             raise ClientDisconnected("the client disconnected before sending the whole body")
         return message.get("body", b""), message.get("more_body", False)
 
     async def _deliver(self, messages: list[Message]) -> None:
+        for message in messages:
+            await self._while_served(self._send, message)
+
+    async def _while_served(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """``call(*args)``, cut short (``ClientDisconnected``) when the request is over."""
         if self._abandoned:
             raise ClientDisconnected(_OVER)
-        for message in messages:
-            await self._send(message)
+        with trio.CancelScope() as scope:
+            self._bridging = scope
+            try:
+                return await call(*args)
+            finally:
+                self._bridging = None
+        raise ClientDisconnected(_OVER)
 
     def _read_body(self) -> tuple[bytes, bool]:
         return trio.from_thread.run(self._pull, trio_token=self._token)
