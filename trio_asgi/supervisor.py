@@ -75,6 +75,8 @@ BACKOFF_MAX: Final = 10.0
 # A worker that served this long before crashing resets its slot's backoff: it was a crash,
 # not a crash loop.
 STABLE_UPTIME: Final = 10.0
+# Once a worker exited, its last reports are read for at most this long.
+REPORTS_AFTER_EXIT: Final = 1.0
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -321,7 +323,10 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read_reports, worker)
             await worker.process.wait()
-            nursery.cancel_scope.cancel()
+            # What it wrote just before exiting (``retiring``, then a quick exit) may still
+            # be unread: read on to the end of the channel, which the exit closed (a child
+            # process that inherited it could keep it open, hence the bound).
+            nursery.cancel_scope.deadline = trio.current_time() + REPORTS_AFTER_EXIT
         await trio.aclose_forcefully(worker.control)
         worker.exited.set()
         worker.settled.set()
