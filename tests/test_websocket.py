@@ -60,6 +60,43 @@ def recorder(script: Any) -> tuple[list[dict[str, Any]], Any]:
     return received, app
 
 
+@pytest.mark.parametrize("quitter", [0, 2])
+async def test_tasks_waiting_in_receive_at_once_are_served_in_turn(quitter: int) -> None:
+    """Several tasks may wait in ``receive()`` together: each message goes to the longest
+    waiter, and one that gives up (cancelled) loses nothing, whether it was the longest
+    waiter or not."""
+    got: list[tuple[str, str]] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+
+        async def take(name: str, cancel_scope: trio.CancelScope | None = None) -> None:
+            with cancel_scope or trio.CancelScope():
+                got.append((name, (await receive())["text"]))
+
+        gives_up = trio.CancelScope()
+        names = ["first", "second", "third"]
+        names.insert(quitter, "gives up")
+        async with trio.open_nursery() as nursery:
+            for name in names:
+                nursery.start_soon(take, name, gives_up if name == "gives up" else None)
+                await trio.testing.wait_all_tasks_blocked()
+            gives_up.cancel()  # the longest waiter leaves before anything came
+            await trio.testing.wait_all_tasks_blocked()
+            await send({"type": "websocket.send", "text": "waiting"})
+        await send({"type": "websocket.send", "text": "done"})
+
+    async with TestClient(app) as client, client.websocket("/ws") as ws:
+        assert await ws.receive_text() == "waiting"
+        for text in ("a", "b", "c"):
+            await ws.send_text(text)
+        assert await ws.receive_text() == "done"
+    assert got == [("first", "a"), ("second", "b"), ("third", "c")]
+
+
 async def test_echo_text_and_bytes() -> None:
     async with TestClient(echo) as client, client.websocket("/ws") as ws:
         await ws.send_text("hello")
