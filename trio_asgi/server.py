@@ -205,7 +205,7 @@ class Server:
 
         A plain function that returns ``Connection.serve()``'s coroutine instead of a
         coroutine that awaits it: each idle connection then keeps one suspended frame less
-        (about 250 bytes of the ~14 KiB an idle WebSocket costs).
+        (about 250 bytes of the ~12 KiB an idle WebSocket costs).
         """
         if isinstance(stream, trio.SSLStream):
             return self._handle_tls(stream)
