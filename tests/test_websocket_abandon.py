@@ -54,7 +54,7 @@ class App:
 
 
 @pytest.fixture(params=["tcp", "tls"])
-def transport(request: pytest.FixtureRequest, tls: TLSFiles) -> str:
+def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
