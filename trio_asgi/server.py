@@ -27,9 +27,7 @@ from .config import Config
 from .connection import Connection, ServerState
 from .errors import StartupFailed
 from .lifespan import Lifespan
-from .listeners import (
-    Address as ClientAddress,
-)
+from .listeners import Address as ClientAddress
 from .listeners import (
     ServerAddress,
     accept_loop,
