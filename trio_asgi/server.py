@@ -232,7 +232,6 @@ class Server:
         info = ConnectionInfo(
             client=addresses[0],
             server=addresses[1],
-            secure=tls is not None,
             root_path=self.config.root_path,
             http_extensions=self._http_extensions,
             tls=tls,

@@ -154,8 +154,7 @@ class Supervisor:
         self._fds: list[int] = []
         self._tls: list[bool] = []  # which of them speak TLS
         self._announced = False
-        self._rolling = False
-        self._roll_scope: trio.CancelScope | None = None  # the roll under way
+        self._roll_scope: trio.CancelScope | None = None  # the roll under way, if any
         self._roll_requested = trio.Event()
         self._changed = trio.Event()  # a worker exited
         self._nursery: trio.Nursery  # worker watchers and the signal watcher
@@ -425,12 +424,12 @@ class Supervisor:
     def request_roll(self, reason: str) -> None:
         if self.stopping:
             return
-        if self._rolling and self.reloader is not None and self._roll_scope is not None:
+        if self._roll_scope is not None and self.reloader is not None:
             # The newest code wins: a worker still starting with older code (or hanging in
             # it, a breakpoint or an endless loop mid-edit) is given up.
             log.info("%s: restarting again", reason)
             self._roll_scope.cancel()
-        elif self._rolling:
+        elif self._roll_scope is not None:
             log.info("%s: another rolling restart follows the current one", reason)
         elif self.reloader is not None:
             log.info("%s: restarting", reason)
@@ -445,13 +444,11 @@ class Supervisor:
         self.request_roll(f"Reloading: {shown} changed")
 
     async def _roll(self) -> None:
-        self._rolling = True
         began = trio.current_time()
         try:
             with trio.CancelScope() as self._roll_scope:
                 await self._roll_slots(began)
         finally:
-            self._rolling = False
             self._roll_scope = None
 
     async def _roll_slots(self, began: float) -> None:

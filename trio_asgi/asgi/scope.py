@@ -57,13 +57,17 @@ class ConnectionInfo:
 
     client: Address | None
     server: ServerAddress | None
-    secure: bool = False
     root_path: str = ""
     http_extensions: dict[str, dict[object, object]] = field(default_factory=dict)
     tls: TLSDetails | None = None  # TLS connections only: the ASGI "tls" extension
     # Set only when --proxy-headers is on and this peer is a trusted proxy (decided once per
     # connection): then each scope is corrected from the proxy's headers.
     proxy: ProxyHeaders | None = None
+
+    @property
+    def secure(self) -> bool:
+        """TLS: the scheme is https/wss (a trusted proxy may still say otherwise)."""
+        return self.tls is not None
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
