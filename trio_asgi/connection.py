@@ -539,8 +539,13 @@ class Connection:
         timeout; for a new connection the header timeout), and from the first byte the whole
         head must arrive within the header timeout (slowloris). Raises ``BadRequest``.
         """
-        event = NEED_DATA if proto.nothing_received else proto.next_event()
-        if event is NEED_DATA and proto.buffered_size == 0:
+        if proto.nothing_received:  # (h11's answer would be NEED_DATA, at more cost)
+            event: h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED] = NEED_DATA
+            idle = True
+        else:
+            event = proto.next_event()
+            idle = event is NEED_DATA and proto.buffered_size == 0
+        if idle:
             config = self.config
             data = await self._receive_idle(
                 config.timeout_request_header if first else config.timeout_keep_alive, first=first
