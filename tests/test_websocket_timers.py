@@ -208,3 +208,18 @@ async def test_stalled_client_does_not_block_shutdown(autojump_clock: Any) -> No
             await client.shutdown()
             assert trio.current_time() - start <= 3
             ws.drop()
+
+
+async def test_upgrade_request_with_a_stalled_body_is_dropped(autojump_clock: Any) -> None:
+    """An upgrade request whose announced body never comes cannot hold a connection open
+    (it would otherwise wait for those bytes forever: a slowloris through the handshake)."""
+    log: list[Any] = []
+    async with TestClient(session_app(log), timeout_request_body=7, timeout=60) as client:
+        stream = await client.connect()
+        await stream.send_all(HANDSHAKE.replace(b"\r\n\r\n", b"\r\nContent-Length: 5\r\n\r\nab"))
+        start = trio.current_time()
+        with trio.fail_after(60):  # (it used to wait forever)
+            answer = await stream.receive_until_eof()
+        assert trio.current_time() - start == 7
+        assert answer.startswith(b"HTTP/1.1 408 ")
+    assert log == []

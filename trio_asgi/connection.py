@@ -645,19 +645,9 @@ class Connection:
         proto = self.http
         request, self.upgrade = self.upgrade, None
         assert proto is not None and request is not None
-        # h11 parks in MIGHT_SWITCH_PROTOCOL only once the (normally empty) request body ended.
         try:
-            while True:
-                event = proto.next_event()
-                if event is NEED_DATA:
-                    data = await self.receive()
-                    if not data:
-                        return None
-                    proto.receive_data(data)
-                elif type(event) is h11.EndOfMessage:
-                    break
-                elif type(event) is not h11.Data:
-                    return None
+            if not await self._end_of_upgrade_request(proto):
+                return None
             handshake = check_handshake(request.method, request.http_version, request.headers)
         except BadRequest as exc:
             await self._reject(proto, exc.status, exc.detail, exc.public)
@@ -672,3 +662,24 @@ class Connection:
                     pass
             return None
         return WebSocketSession(self, proto, request, handshake)
+
+    async def _end_of_upgrade_request(self, proto: HTTP1Protocol) -> bool:
+        """Read past the upgrade request's body (h11 parks in MIGHT_SWITCH_PROTOCOL only
+        after it); False if the peer left. A GET has no body, so this is normally already
+        buffered; a body that was announced but never comes gets 408 after
+        ``timeout_request_body`` instead of holding the connection (slowloris)."""
+        deadline = trio.current_time() + self.config.timeout_request_body
+        while True:
+            event = proto.next_event()
+            if type(event) is h11.EndOfMessage:
+                return True
+            if event is NEED_DATA:
+                with trio.move_on_at(deadline) as wait:
+                    data = await self.receive()
+                if wait.cancelled_caught:
+                    raise BadRequest(408, "upgrade request body not received in time")
+                if not data:
+                    return False
+                proto.receive_data(data)
+            elif type(event) is not h11.Data:
+                return False
