@@ -72,13 +72,17 @@ def test_harness_runs_every_workload_against_trio_asgi(tmp_path: Path) -> None:
 
 def test_profiler_reports_cpu_and_memory_per_operation(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "scripts.bench.profiling", "--workloads", "ws-echo-small"]
-    command += ["ws-idle", "--duration", "0.5", "--warmup", "0", "--idle-connections", "20"]
+    command += ["ws-handshake", "ws-idle", "--duration", "0.5", "--warmup", "0"]
+    command += ["--idle-connections", "20"]
     command += ["--top", "3", "--out", str(tmp_path)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
     report = (tmp_path / "profile.md").read_text()
     assert "### ws-echo-small" in report and "messages in the profiled window" in report
+    assert "### ws-handshake: the opening of ws-idle (20 connections)" in report
+    assert "20 handshakes in the profiled window" in report
+    assert "Of that, the garbage collector: " in report  # timed apart from cProfile
     assert "### ws-idle memory: 20 connections" in report
     assert (tmp_path / "ws-echo-small.pstats").stat().st_size > 0
 
