@@ -141,15 +141,20 @@ class _Inbox:
         abort: Callable[[object], trio.lowlevel.Abort]
         if self._getter is None and not self._getters:
             self._getter = trio.lowlevel.current_task()
-            abort = self._forget_getter
+            abort = self  # see __call__
         else:
             if self._getters is None:
                 self._getters = []
             abort = _join(self._getters)
         return trio.lowlevel.wait_task_rescheduled(abort)  # noqa: ASYNC105 (awaited by the caller)
 
-    def _forget_getter(self, _: object) -> trio.lowlevel.Abort:
-        self._getter = None  # cancelled while waiting
+    def __call__(self, _: object) -> trio.lowlevel.Abort:
+        """trio's abort hook for the task in the getter slot (cancelled while waiting).
+
+        The inbox itself rather than a bound method: that would be one more object for the
+        collector to walk per idle WebSocket, which adds up with thousands of them.
+        """
+        self._getter = None
         return trio.lowlevel.Abort.SUCCEEDED
 
     async def wait_drained(self) -> None:
