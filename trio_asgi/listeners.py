@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from ._types import Address, ServerAddress
 from .binds import Bind
 from .config import Config
 from .errors import BindError
@@ -46,9 +47,6 @@ SOCKET_FAMILIES: Final = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_U
 # Connecting to a unix socket file tells a stale one (refused) from a live one; a live
 # server with a full backlog may keep us waiting, which this bounds.
 STALE_PROBE_TIMEOUT: Final = 1.0
-
-Address = tuple[str, int]
-ServerAddress = tuple[str, int | None]
 
 
 async def open_listeners(
