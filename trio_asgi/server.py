@@ -36,7 +36,7 @@ from .listeners import (
     stream_addresses,
 )
 from .logging import format_address
-from .proxy import ProxyHeaders, TrustedProxies
+from .proxy import ProxyHeaders
 from .tls import ServerTLS, TLSDetails, handshake, load_server_tls, tls_details
 
 log = logging.getLogger("trio_asgi.error")
@@ -96,7 +96,7 @@ class Server:
         self._handshakes: set[trio.CancelScope] = set()  # cancelled when shutdown begins
         self._proxy: ProxyHeaders | None = None
         if self.config.proxy_headers:
-            self._proxy = ProxyHeaders(TrustedProxies(self.config.forwarded_allow_ips or ""))
+            self._proxy = ProxyHeaders(self.config.trusted_proxies)
 
     def request_shutdown(self, close_code: int = 1001) -> None:
         """Begin a graceful shutdown (idempotent). Safe to call from any trio task.
