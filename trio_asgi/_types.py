@@ -11,6 +11,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+# A peer's (host, port); the server's own side is (path, None) when it is a unix socket.
+Address = tuple[str, int]
+ServerAddress = tuple[str, int | None]
 
 
 class ASGI2Instance(Protocol):
@@ -36,8 +39,8 @@ class HTTPScope(TypedDict):
     query_string: bytes
     root_path: str
     headers: Iterable[tuple[bytes, bytes]]
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
+    client: Address | None
+    server: ServerAddress | None
     state: dict[str, Any]
     extensions: dict[str, dict[object, object]]
 
@@ -52,8 +55,8 @@ class WebSocketScope(TypedDict):
     query_string: bytes
     root_path: str
     headers: Iterable[tuple[bytes, bytes]]
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
+    client: Address | None
+    server: ServerAddress | None
     subprotocols: list[str]
     state: dict[str, Any]
     extensions: dict[str, dict[object, object]]

@@ -254,10 +254,11 @@ def _adapt_interface(
             log.debug("%s is an %s application (%s)", _describe(app), kind.upper(), reason)
     else:
         kind = interface
+        if kind == "wsgi":  # detect_interface says "wsgi" only for apps this check accepts
+            _check_wsgi(app)
     if kind == "asgi2":
         return asgi2_to_asgi3(app)
     if kind == "wsgi":
-        _check_wsgi(app)
         if app_loop == "asyncio":
             raise AppLoadError("--app-loop asyncio is for ASGI applications, not WSGI")
         return WSGIAdaptor(app, threads=wsgi_threads, multiprocess=multiprocess)

@@ -289,6 +289,9 @@ class _BridgedCall:
             task.cancel()
 
     async def _serve(self, call: _Call | None) -> None:
+        """A servant: makes ``call``, then each call it is handed while parked. Its scope is
+        cancelled only when the asyncio side gives up on the call in progress; it then goes
+        on in a fresh scope (one scope per cancellation, not one per call)."""
         servant = _Servant()
         servant.task = current_task()
         while True:
@@ -297,27 +300,31 @@ class _BridgedCall:
                 while True:
                     if call is None:
                         call = await self._park(servant)
-                    servant.call = call
-                    call.servant = servant
-                    future = call.future
-                    call = None
-                    if future.done():  # cancelled before we got to it
-                        continue
-                    try:
-                        result = await servant.call.fn(*servant.call.args)
-                    except trio.Cancelled:
-                        if not future.done():
-                            future.cancel()
-                        raise
-                    except Exception as exc:
-                        if not future.done():
-                            future.set_exception(exc)
-                    else:
-                        if not future.done():
-                            future.set_result(result)
-                    finally:
-                        servant.call = None
-            # Only our own scope was cancelled (the asyncio side gave up on a call): go on.
+                    current, call = call, None  # so a fresh scope does not make it again
+                    await self._make_call(servant, current)
+
+    async def _make_call(self, servant: _Servant, call: _Call) -> None:
+        """Make ``call`` in trio and settle its future with the outcome, unless the asyncio
+        side has settled it already (cancelled)."""
+        servant.call = call
+        call.servant = servant
+        future = call.future
+        if future.done():  # cancelled before we got to it
+            return
+        try:
+            result = await call.fn(*call.args)
+        except trio.Cancelled:
+            if not future.done():
+                future.cancel()
+            raise
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)
+        finally:
+            servant.call = None
 
     async def _park(self, servant: _Servant) -> _Call:
         self._idle.append(servant)

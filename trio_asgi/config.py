@@ -7,6 +7,7 @@ on the command line without existing in ``Config`` (and vice versa).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import ssl
 from collections.abc import Callable
@@ -533,6 +534,12 @@ class Config:
             if conflicts(self):
                 raise ConfigError(message)
 
+    @functools.cached_property
+    def trusted_proxies(self) -> TrustedProxies:
+        """``forwarded_allow_ips`` parsed, once: validation, the ``proxy_headers`` check and
+        the server all use this object (a bad spec raises ``ValueError`` during validation)."""
+        return TrustedProxies(self.forwarded_allow_ips or "")
+
     @property
     def uses_tls(self) -> bool:
         """TLS is configured: the ``--bind``/``--host``/``--port`` listeners speak it."""
@@ -647,7 +654,7 @@ def _check_logging_and_proxy(config: Config) -> None:
             f"forwarded_allow_ips must be a string, not {config.forwarded_allow_ips!r}"
         )
     try:
-        TrustedProxies(config.forwarded_allow_ips)
+        _ = config.trusted_proxies  # parsed here, and cached for the server
     except ValueError as exc:
         raise ConfigError(f"forwarded_allow_ips: {exc}") from None
     if config.log_config is not None and not os.path.isfile(config.log_config):
@@ -665,11 +672,7 @@ CONFLICTS: list[tuple[Callable[[Config], bool], str]] = [
         "is ever answered with 503",
     ),
     (
-        lambda c: c.proxy_headers and not _trusts_anyone(c.forwarded_allow_ips),
+        lambda c: c.proxy_headers and not c.trusted_proxies.anyone,
         "proxy_headers needs at least one trusted proxy in forwarded_allow_ips",
     ),
 ]
-
-
-def _trusts_anyone(spec: str | None) -> bool:
-    return TrustedProxies(spec or "").anyone

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from ._types import Address, ServerAddress
 from .binds import Bind
 from .config import Config
 from .errors import BindError
@@ -46,9 +47,6 @@ SOCKET_FAMILIES: Final = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_U
 # Connecting to a unix socket file tells a stale one (refused) from a live one; a live
 # server with a full backlog may keep us waiting, which this bounds.
 STALE_PROBE_TIMEOUT: Final = 1.0
-
-Address = tuple[str, int]
-ServerAddress = tuple[str, int | None]
 
 
 async def open_listeners(
@@ -96,7 +94,7 @@ async def _open_bind(bind: Bind, config: Config) -> list[trio.abc.Listener[Any]]
         return [await _open_unix(bind, config.backlog, config.uds_permissions)]
     if bind.kind == "fd":
         return [_inherited(bind.fd, config.backlog, bind)]
-    return [_inherited(fd, config.backlog, bind) for fd in systemd_fds()]
+    return _systemd_listeners(bind, config.backlog)
 
 
 # -- unix sockets -------------------------------------------------------------------------------
@@ -200,6 +198,20 @@ def systemd_fds() -> list[int]:
     except ValueError:
         raise BindError(f"cannot serve on systemd: LISTEN_FDS={count!r} is no number") from None
     return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + number))
+
+
+def _systemd_listeners(bind: Bind, backlog: int) -> list[trio.SocketListener]:
+    """One listener per activated socket. If one fails, those taken before it are closed
+    first: the caller only closes the listeners it was given."""
+    listeners: list[trio.SocketListener] = []
+    try:
+        for fd in systemd_fds():
+            listeners.append(_inherited(fd, backlog, bind))
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
+    return listeners
 
 
 def _inherited(fd: int, backlog: int, bind: Bind) -> trio.SocketListener:

@@ -19,7 +19,8 @@ from typing import Any
 
 import trio
 
-from ._types import ASGIApp
+from ._types import Address as ClientAddress
+from ._types import ASGIApp, ServerAddress
 from .app_loader import adapt
 from .asgi.scope import ConnectionInfo
 from .asyncio_bridge import AsyncioBridge
@@ -27,9 +28,7 @@ from .config import Config
 from .connection import Connection, ServerState
 from .errors import StartupFailed
 from .lifespan import Lifespan
-from .listeners import Address as ClientAddress
 from .listeners import (
-    ServerAddress,
     accept_loop,
     listener_address,
     listener_url,
@@ -37,12 +36,10 @@ from .listeners import (
     stream_addresses,
 )
 from .logging import format_address
-from .proxy import ProxyHeaders, TrustedProxies
+from .proxy import ProxyHeaders
 from .tls import ServerTLS, TLSDetails, handshake, load_server_tls, tls_details
 
 log = logging.getLogger("trio_asgi.error")
-
-Address = ServerAddress  # (host, port), or (path, None) for a unix socket
 
 
 def http_extensions(config: Config) -> dict[str, dict[object, object]]:
@@ -83,7 +80,7 @@ class Server:
         self.state = ServerState(
             app=wrap(adapted) if wrap is not None else adapted, config=self.config
         )
-        self.addresses: list[Address] = []
+        self.addresses: list[ServerAddress] = []
         self.forced = False  # a second signal cut the graceful shutdown short
         # A worker process leaves the "listening on" line to its supervisor, which owns the
         # sockets and announces them once.
@@ -99,7 +96,7 @@ class Server:
         self._handshakes: set[trio.CancelScope] = set()  # cancelled when shutdown begins
         self._proxy: ProxyHeaders | None = None
         if self.config.proxy_headers:
-            self._proxy = ProxyHeaders(TrustedProxies(self.config.forwarded_allow_ips or ""))
+            self._proxy = ProxyHeaders(self.config.trusted_proxies)
 
     def request_shutdown(self, close_code: int = 1001) -> None:
         """Begin a graceful shutdown (idempotent). Safe to call from any trio task.
@@ -123,7 +120,7 @@ class Server:
         *,
         listeners: list[trio.abc.Listener[Any]] | None = None,
         handle_signals: bool = False,
-        task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+        task_status: trio.TaskStatus[list[ServerAddress]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run until shut down. ``listeners`` replaces binding the configured address (the
         test client passes an in-memory one)."""
@@ -164,7 +161,7 @@ class Server:
     async def _serve_connections(
         self,
         listeners: list[trio.abc.Listener[Any]],
-        task_status: trio.TaskStatus[list[Address]],
+        task_status: trio.TaskStatus[list[ServerAddress]],
     ) -> None:
         """Accept until asked to stop, then drain the connections within the grace period."""
         state = self.state
@@ -281,7 +278,7 @@ async def serve(
     config: Config | None = None,
     shutdown_trigger: trio.Event | None = None,
     *,
-    task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[list[ServerAddress]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until the surrounding nursery is cancelled or ``shutdown_trigger`` is set.
 

@@ -3,11 +3,13 @@ inherited descriptors, IPv6, and the startup line naming every listener."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import socket
 import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_asgi import Config
+from trio_asgi import Config, listeners
 from trio_asgi.errors import BindError
 from trio_asgi.listeners import accept_loop, open_listeners, systemd_fds
 from trio_asgi.testing import serve_in_background
@@ -193,6 +195,52 @@ def test_systemd_variables_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LISTEN_FDS", "two")
     with pytest.raises(BindError, match="is no number"):
         systemd_fds()
+
+
+def is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def free_descriptors(count: int) -> int:
+    """The first of ``count`` consecutive descriptor numbers that are not in use (high
+    ones, which the kernel hands out last)."""
+    start = 200
+    while any(is_open(fd) for fd in range(start, start + count)):
+        start += count
+    return start
+
+
+async def test_systemd_sockets_before_a_failing_one_are_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closed before the error propagates, not left to the garbage collector (which warns
+    of an unclosed socket, or never gets to it while something holds on to the socket)."""
+    start = free_descriptors(2)
+    with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        os.dup2(tcp.fileno(), start)  # a socket we can serve on, then one we cannot
+        os.dup2(udp.fileno(), start + 1)
+    monkeypatch.setattr(listeners, "SD_LISTEN_FDS_START", start)
+    monkeypatch.setenv("LISTEN_FDS", "2")
+    monkeypatch.setenv("LISTEN_PID", str(os.getpid()))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            with pytest.raises(BindError, match=f"systemd fd {start + 1}: not a TCP or unix"):
+                await open_listeners(Config(bind=["systemd"]))
+            gc.collect()
+        assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
+        assert not is_open(start)
+        assert is_open(start + 1)  # not a socket we can serve on: left to its owner
+    finally:
+        for fd in (start, start + 1):
+            if is_open(fd):
+                os.close(fd)
 
 
 async def test_port_in_use_names_the_bind() -> None:

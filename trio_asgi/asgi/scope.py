@@ -8,15 +8,14 @@ from urllib.parse import unquote, urlsplit
 
 import h11
 
+from .._types import Address, ServerAddress
+
 if TYPE_CHECKING:
     from ..proxy import ProxyHeaders
     from ..tls import TLSDetails
 
 ASGI_VERSION: Final = "3.0"
 SPEC_VERSION: Final = "2.5"
-
-Address = tuple[str, int]
-ServerAddress = tuple[str, int | None]
 
 # The lower-cased names of headers that most requests carry. A scope's headers refer to one
 # shared bytes object per such name instead of a fresh copy per request: a WebSocket keeps
