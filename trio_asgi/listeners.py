@@ -224,10 +224,17 @@ def _inherited(fd: int, backlog: int, bind: Bind) -> trio.SocketListener:
     if sock.type != socket.SOCK_STREAM or sock.family not in SOCKET_FAMILIES:
         sock.detach()
         raise BindError(f"cannot serve on {where}: not a TCP or unix stream socket")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        try:
+            sock.listen(backlog)  # a supervisor that listens already chose its own backlog
+        except OSError as exc:  # e.g. a connected socket
+            sock.detach()  # still its owner's: the error must not close it
+            raise BindError(
+                f"cannot serve on {where}: not listening, and listen() failed "
+                f"({exc.strerror or exc})"
+            ) from None
     # Ours now: do not leak it into subprocesses the app may start.
     sock.set_inheritable(False)
-    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-        sock.listen(backlog)  # a supervisor that listens already chose its own backlog
     return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 

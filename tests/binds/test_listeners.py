@@ -179,6 +179,21 @@ async def test_inherited_descriptor_that_is_no_stream_socket() -> None:
             os.close(write_end)
 
 
+async def test_inherited_socket_that_cannot_listen() -> None:
+    """A connected stream socket cannot become a listener: a BindError that says why, and
+    the descriptor is left open for its owner (it used to be closed with the error)."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs, warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        why = "not listening, and listen\\(\\) failed"
+        with pytest.raises(BindError, match=f"cannot serve on fd://{ours.fileno()}: {why}"):
+            await open_listeners(Config(fd=ours.fileno()))
+        gc.collect()  # a socket object dropped with the error would close it here
+        assert os.fstat(ours.fileno())
+        theirs.sendall(b"x")
+        assert ours.recv(1) == b"x"  # still the same, working descriptor
+
+
 def test_systemd_variables_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LISTEN_FDS", raising=False)
     monkeypatch.delenv("LISTEN_PID", raising=False)
