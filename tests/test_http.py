@@ -16,6 +16,7 @@ from trio_asgi.testing import TestClient
 from .conftest import raw_exchange, status_of
 
 Scope = dict[str, Any]
+EXPECT_100 = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
 
 
 async def hello(scope: Scope, receive: Any, send: Any) -> None:
@@ -195,9 +196,7 @@ async def test_small_unread_body_is_drained_and_connection_reused() -> None:
 async def test_100_continue_sent_lazily_on_first_receive() -> None:
     async with TestClient(echo_chunks) as client:
         stream = await client.connect()
-        await stream.send_all(
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
-        )
+        await stream.send_all(EXPECT_100)
         interim = await stream.receive_some()
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         await stream.send_all(b"data")
@@ -209,12 +208,59 @@ async def test_100_continue_sent_lazily_on_first_receive() -> None:
 async def test_no_100_continue_when_the_app_answers_without_reading() -> None:
     async with TestClient(hello) as client:
         stream = await client.connect()
-        await stream.send_all(
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
-        )
+        await stream.send_all(EXPECT_100)
         response = await stream.receive_until_eof()
     assert status_of(response) == 200
     assert b"100 Continue" not in response  # and the connection closed: the body never came
+
+
+async def test_100_continue_when_the_app_reads_after_starting_its_response(
+    autojump_clock: Any,
+) -> None:
+    """http.response.start, then receive(): the head is still held back, so the client
+    waiting for 100 has heard nothing and must get it (it used to wait for the 408)."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200})
+        message = await receive()
+        await send({"type": "http.response.body", "body": message["body"]})
+
+    async with TestClient(app, timeout_request_body=30, timeout=120) as client:
+        stream = await client.connect()
+        await stream.send_all(EXPECT_100)
+        with trio.fail_after(10):
+            assert await stream.receive_some() == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await stream.send_all(b"data")
+        with trio.fail_after(10):
+            response = await stream.receive_some()
+    assert status_of(response) == 200 and response.endswith(b"data\r\n0\r\n\r\n")
+
+
+async def test_answer_to_a_client_holding_its_body_announces_the_close() -> None:
+    """The app answers without reading while the client waits for 100: the connection will
+    close (the body never comes), and RFC 9110 10.1.1 says the response should say so."""
+    async with TestClient(hello) as client:
+        stream = await client.connect()
+        await stream.send_all(EXPECT_100)
+        response = await stream.receive_until_eof()
+    assert status_of(response) == 200
+    assert b"\r\nconnection: close\r\n" in response.lower()
+
+
+async def test_a_body_sent_without_waiting_for_100_is_drained_for_the_next_request() -> None:
+    """RFC 9110 10.1.1 lets a client send its body without waiting for 100; unread, it is
+    drained like any small body, and the request pipelined behind it is answered."""
+    async with TestClient(hello) as client:
+        stream = await client.connect()
+        await stream.send_all(
+            EXPECT_100 + b"data" + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        with trio.fail_after(10):
+            response = await stream.receive_until_eof()
+    assert response.count(b"HTTP/1.1 200 ") == 2
+    assert response.lower().count(b"connection: close") == 1  # the second answer's
 
 
 # -- keep-alive and pipelining -------------------------------------------------------------

@@ -120,6 +120,34 @@ async def test_early_hints_are_opt_in() -> None:
     assert old_client.endswith(b"page")
 
 
+async def test_100_continue_still_follows_an_early_hint(autojump_clock: Any) -> None:
+    """A 103 is no go-ahead (RFC 9110 15.2): the client still waits for 100 when the app
+    then reads the body (h11 forgets the expectation after any 1xx; it used to stall)."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.early_hint", "links": [b"</a.css>; rel=preload"]})
+        body = (await receive())["body"]
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": body})
+
+    async with TestClient(app, http_early_hints=True, timeout=120) as client:
+        stream = await client.connect()
+        await stream.send_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        received = b""
+        with trio.fail_after(10):
+            while not received.endswith(b"HTTP/1.1 100 Continue\r\n\r\n"):
+                received += await stream.receive_some()
+        assert received.startswith(b"HTTP/1.1 103 ")
+        await stream.send_all(b"data")
+        with trio.fail_after(10):
+            response = await stream.receive_some()
+    assert status_of(response) == 200 and response.endswith(b"data\r\n0\r\n\r\n")
+
+
 @pytest.fixture
 def data_file(tmp_path: Path) -> Path:
     path = tmp_path / "data.bin"

@@ -223,3 +223,26 @@ async def test_upgrade_request_with_a_stalled_body_is_dropped(autojump_clock: An
         assert trio.current_time() - start == 7
         assert answer.startswith(b"HTTP/1.1 408 ")
     assert log == []
+
+
+async def test_upgrade_request_expecting_100_continue_gets_it(autojump_clock: Any) -> None:
+    """An upgrade request announcing a body with Expect: 100-continue (odd for a GET, but
+    valid): the server reads that body before judging the handshake, so it must first say
+    100 (RFC 9110 10.1.1) instead of waiting for the 408."""
+    log: list[Any] = []
+    async with TestClient(session_app(log), timeout_request_body=7, timeout=60) as client:
+        stream = await client.connect()
+        expecting = b"\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        await stream.send_all(HANDSHAKE.replace(b"\r\n\r\n", expecting))
+        with trio.fail_after(1):
+            assert await stream.receive_some() == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await stream.send_all(b"hello")
+        head = b""
+        with trio.fail_after(1):
+            while b"\r\n\r\n" not in head:
+                head += await stream.receive_some()
+        assert head.startswith(b"HTTP/1.1 101 ")
+        await stream.send_all(build_frame(0x8, b"\x03\xe8", mask=True))
+        with trio.fail_after(10):
+            await stream.receive_until_eof()
+    assert log == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]

@@ -674,6 +674,11 @@ class Connection:
             if type(event) is h11.EndOfMessage:
                 return True
             if event is NEED_DATA:
+                if proto.client_waiting_for_100_continue:  # (RFC 9110 10.1.1)
+                    try:
+                        await self.send(proto.informational(100))
+                    except ClientDisconnected:
+                        return False
                 with trio.move_on_at(deadline) as wait:
                     data = await self.receive()
                 if wait.cancelled_caught:

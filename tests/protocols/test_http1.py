@@ -252,6 +252,48 @@ def test_expect_100_continue_is_tracked() -> None:
     assert not p.client_waiting_for_100_continue
 
 
+EXPECTING = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+
+
+def test_an_early_hint_is_no_go_ahead() -> None:
+    """h11 forgets the expectation after any 1xx; a 103 does not tell the client to send its
+    body (RFC 9110 15.2), so the client still waits for 100."""
+    p = proto()
+    p.receive_data(EXPECTING)
+    p.next_event()
+    p.informational(103, [(b"link", b"</a.css>; rel=preload")])
+    assert p.client_waiting_for_100_continue
+    assert p.informational(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert not p.client_waiting_for_100_continue
+
+
+@pytest.mark.parametrize("parsed", [False, True])
+def test_a_client_that_sent_its_body_anyway_waits_for_nothing(parsed: bool) -> None:
+    """RFC 9110 10.1.1 lets the client send the content without waiting for 100: once any
+    of it arrived (parsed or not), the client is not waiting, and an unread rest may be
+    drained after the response instead of closing."""
+    p = proto()
+    p.receive_data(EXPECTING + b"da")
+    p.next_event()
+    if parsed:
+        assert p.next_event() == h11.Data(data=b"da")
+    assert not p.client_waiting_for_100_continue
+    p.response_head(200, [(b"content-length", b"0")])
+    p.end()
+    assert p.unread_body
+    p.receive_data(b"ta")
+    assert p.finish_body_in_buffer() and p.start_next_cycle()
+
+
+def test_a_client_still_holding_its_body_is_not_drained() -> None:
+    p = proto()
+    p.receive_data(EXPECTING)
+    p.next_event()
+    p.response_head(200, [(b"content-length", b"0")])
+    p.end()
+    assert not p.unread_body  # it will not send the body: close instead of waiting for it
+
+
 def test_accept_switch_keeps_trailing_bytes() -> None:
     p = proto()
     p.receive_data(

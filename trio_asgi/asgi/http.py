@@ -120,8 +120,9 @@ class HTTPCycle:
             await self._ended.wait()
             return {"type": _DISCONNECT}
         proto = self._proto
-        if proto.client_waiting_for_100_continue and self._response == _NOT_STARTED:
-            # RFC 9110 10.1.1: tell the client to go ahead only once the app wants the body.
+        if proto.client_waiting_for_100_continue and self._response <= _STARTED:
+            # RFC 9110 10.1.1: tell the client to go ahead only once the app wants the body
+            # (also after http.response.start: the head is held back, nothing went out).
             await self._conn.send(proto.informational(100))
         return await self._read_body()
 
@@ -247,7 +248,13 @@ class HTTPCycle:
         if self._response != _STARTED:
             return b""
         conn = self._conn
-        if conn.server.shutting_down or conn.last_request:
+        # A client still holding its body back for a 100 will not send it now: the
+        # connection cannot carry another request, which RFC 9110 10.1.1 says to announce.
+        if (
+            conn.server.shutting_down
+            or conn.last_request
+            or self._proto.client_waiting_for_100_continue
+        ):
             self._head.append((b"connection", b"close"))  # h11 then closes after it
         data = self._proto.response_head(self._status, self._head)
         self._response = _STREAMING

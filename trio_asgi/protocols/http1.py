@@ -114,7 +114,8 @@ class HTTP1Protocol:
         self._max_head_size = max_head_size
         self._server_header = server_header
         self._date_header = date_header
-        self._continue_pending = False  # request said Expect: 100-continue, none sent yet
+        # The request said Expect: 100-continue; no 100 sent and no body parsed since.
+        self._continue_pending = False
         self.content_length: int | None = None  # of the current request, if it gave one
         self.websocket_upgrade = False  # the current request asks for WebSocket
 
@@ -135,9 +136,13 @@ class HTTP1Protocol:
             raise BadRequest(exc.error_status_hint, str(exc), public=False) from None
         if type(event) is h11.Request:
             self._inspect(event)
-            # h11 forgets this once any response is sent; we need it later to know whether
-            # the client will ever send the body.
+            # h11 forgets this once any 1xx or response is sent; we need it later to know
+            # whether the client will ever send the body.
             self._continue_pending = conn.they_are_waiting_for_100_continue
+        elif self._continue_pending and (
+            type(event) is h11.Data or type(event) is h11.EndOfMessage
+        ):
+            self._continue_pending = False
         return event
 
     def _inspect(self, request: h11.Request) -> None:
@@ -172,7 +177,10 @@ class HTTP1Protocol:
 
     @property
     def client_waiting_for_100_continue(self) -> bool:
-        return self._conn.they_are_waiting_for_100_continue
+        """The client asked for ``100 Continue`` and holds its body back until it gets one:
+        no 100 yet (a 103 Early Hints is no go-ahead) and none of the body arrived (RFC 9110
+        10.1.1 lets a client send it anyway)."""
+        return self._continue_pending and not self._conn.trailing_data[0]
 
     @property
     def request_complete(self) -> bool:
@@ -187,7 +195,7 @@ class HTTP1Protocol:
         return (
             conn.our_state is h11.DONE
             and conn.their_state is h11.SEND_BODY
-            and not self._continue_pending
+            and not self.client_waiting_for_100_continue
         )
 
     def finish_body_in_buffer(self) -> bool:
