@@ -232,3 +232,51 @@ async def test_closing_a_memory_stream_wakes_its_pending_receive() -> None:
             await server.aclose()
     assert len(failures) == 1
     await client.aclose()
+
+
+def body_echo(delay: float = 0) -> Any:
+    """Echoes the request body after ``delay`` seconds (0: answers without reading when the
+    body is ``skip``)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await trio.sleep(delay)
+        body = b"" if scope["path"] == "/skip" else (await receive())["body"]
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": body or b"skipped"})
+
+    return app
+
+
+EXPECT = {"Expect": "100-continue"}
+
+
+async def test_client_expecting_100_sends_its_body_after_the_go_ahead() -> None:
+    async with TestClient(body_echo()) as client:
+        response = await client.post("/", content=b"payload", headers=EXPECT)
+    assert [status for status, _ in response.informational] == [100]
+    assert response.content == b"payload"
+
+
+async def test_client_expecting_100_keeps_its_body_when_answered_first() -> None:
+    async with TestClient(body_echo()) as client:
+        response = await client.post("/skip", content=b"payload", headers=EXPECT)
+        again = await client.get("/skip")
+    assert response.informational == [] and response.content == b"skipped"
+    assert again.connection_id != response.connection_id  # the body was never sent
+
+
+async def test_client_expecting_100_stops_waiting_after_a_second(autojump_clock: Any) -> None:
+    """Like curl: a server slow to say 100 gets the body anyway after 1 s (RFC 9110 10.1.1)."""
+    sent_at: list[float] = []
+
+    async def body() -> Any:
+        sent_at.append(trio.current_time())
+        yield b"payload"
+
+    async with TestClient(body_echo(delay=5)) as client:
+        start = trio.current_time()
+        response = await client.post("/", content=body(), headers=EXPECT)
+    assert sent_at == [start + 1]
+    assert response.content == b"payload"

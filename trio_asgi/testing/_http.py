@@ -5,7 +5,7 @@ from __future__ import annotations
 import json as jsonlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from email.message import Message as _MIMEHeader
-from typing import Any
+from typing import Any, Final
 
 import h11
 import trio
@@ -108,6 +108,18 @@ class Response:
         return f"<Response [{self.status_code}]>"
 
 
+# How long a request with ``Expect: 100-continue`` waits for the 100 before it sends its body
+# anyway (curl's default; RFC 9110 10.1.1 lets a client stop waiting).
+CONTINUE_WAIT: Final = 1.0
+
+
+def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name.lower() == b"expect" and value.strip().lower() == b"100-continue"
+        for name, value in headers
+    )
+
+
 class ClientConnection:
     """One HTTP/1.1 connection from the test client to the server."""
 
@@ -116,6 +128,10 @@ class ClientConnection:
         self.id = connection_id
         self.h11 = h11.Connection(h11.CLIENT)
         self.received_any = False  # any response bytes on this connection in this cycle
+        # Set when a request that expects 100-continue may send its body (a 100 came) or
+        # must not (the final response came first).
+        self._go_ahead: trio.Event | None = None
+        self._answered = False
 
     @property
     def reusable(self) -> bool:
@@ -141,7 +157,10 @@ class ClientConnection:
         elif body is not None:
             headers = [*headers, (b"transfer-encoding", b"chunked")]
         request = h11.Request(method=method, target=target, headers=headers)
+        self._answered = False
         await self._send(request)
+        if body and _expects_continue(headers) and not await self._may_send_body():
+            return  # the server answered without wanting the body
         if isinstance(body, bytes | bytearray):
             if body:
                 await self._send(h11.Data(data=bytes(body)))
@@ -150,6 +169,21 @@ class ClientConnection:
                 if chunk:
                     await self._send(h11.Data(data=chunk))
         await self._send(h11.EndOfMessage())
+
+    async def _may_send_body(self) -> bool:
+        """Wait for ``100 Continue`` like curl does: at most ``CONTINUE_WAIT`` seconds (a
+        server may ignore the expectation), and not at all once the final response came."""
+        self._go_ahead = trio.Event()
+        with trio.move_on_after(CONTINUE_WAIT):
+            await self._go_ahead.wait()
+        self._go_ahead = None
+        return not self._answered
+
+    def _heard(self, status: int) -> None:
+        if status >= 200:
+            self._answered = True
+        if self._go_ahead is not None and (status == 100 or status >= 200):
+            self._go_ahead.set()
 
     async def _send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
@@ -176,7 +210,9 @@ class ClientConnection:
             event = await self.next_event()
             if isinstance(event, h11.InformationalResponse):
                 informational.append((event.status_code, Headers(event.headers)))
+                self._heard(event.status_code)
             elif isinstance(event, h11.Response):
+                self._heard(event.status_code)
                 return event, informational
             else:
                 raise h11.RemoteProtocolError(f"expected a response, got {event!r}")
