@@ -404,6 +404,49 @@ async def test_invalid_messages_raise_out_of_send(
         assert status_of(response) in (200, 500)
 
 
+@pytest.mark.parametrize(
+    ("declared", "pieces", "error"),
+    [
+        (b"10", [b"hello"], "Content-Length is 10, but the body is 5 bytes"),
+        (b"2", [b"hello"], "Content-Length is 2, but the body is 5 bytes"),
+        (b"2", [b"hello", b""], "Content-Length is 2, but the body is at least 5 bytes"),
+    ],
+)
+async def test_body_that_cannot_match_its_content_length_before_anything_was_written_is_a_500(
+    declared: bytes, pieces: list[bytes], error: str
+) -> None:
+    """Nothing reached the client yet, so the app's mistake still gets a 500 (h11 used to
+    take the head first and fail on the body, and the client got a closed connection)."""
+    raised: list[BaseException] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-length", declared)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            for i, piece in enumerate(pieces):
+                more = i < len(pieces) - 1
+                await send({"type": "http.response.body", "body": piece, "more_body": more})
+        except ASGIProtocolError as exc:
+            raised.append(exc)
+            raise
+
+    async with TestClient(app, raise_app_exceptions=False) as client:
+        stream = await client.connect()
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.fail_after(10):
+            response = await stream.receive_until_eof()
+    assert status_of(response) == 500
+    assert error in str(raised[0])
+
+
+async def test_content_length_of_a_head_response_is_not_held_against_its_empty_body() -> None:
+    async with TestClient(hello) as client:
+        response = await raw_exchange(await client.connect(), b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(response) == 200 and b"content-length: 5\r\n" in response.lower()
+
+
 async def test_disconnect_while_app_waits_in_receive_after_body() -> None:
     """Long-poll / SSE: the app parks in receive(); the client leaves; the app hears it."""
     events: list[str] = []

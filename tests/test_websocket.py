@@ -215,6 +215,32 @@ async def test_denial_response_extension() -> None:
     assert info.value.body == b"who are you?"
 
 
+@pytest.mark.parametrize("mistake", ["bad header", "wrong length", "no body"])
+async def test_denial_response_that_fails_before_anything_was_written_is_a_500(
+    mistake: str,
+) -> None:
+    """As on plain HTTP: while nothing of the denial reached the client, the app's mistake
+    gets a 500 instead of a connection closed without an answer."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        headers = [(b"x-bad", b"a\r\nb")] if mistake == "bad header" else []
+        if mistake == "wrong length":
+            headers = [(b"content-length", b"10")]
+        start = {"type": "websocket.http.response.start", "status": 403, "headers": headers}
+        await send(start)
+        if mistake != "no body":
+            await send({"type": "websocket.http.response.body", "body": b"nope"})
+
+    async with TestClient(app, raise_app_exceptions=False) as client:
+        with pytest.raises(WebSocketDenied) as info:
+            async with client.websocket("/"):
+                pass  # pragma: no cover
+    assert info.value.status_code == 500
+
+
 async def test_app_returning_without_accepting_is_500() -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         return

@@ -294,6 +294,22 @@ def test_a_client_still_holding_its_body_is_not_drained() -> None:
     assert not p.unread_body  # it will not send the body: close instead of waiting for it
 
 
+def test_a_head_whose_content_length_the_body_cannot_match_leaves_room_for_a_500() -> None:
+    p = proto()
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.next_event()
+    with pytest.raises(InvalidResponse, match="Content-Length is 3, but the body is 5 bytes"):
+        p.response_head(200, [(b"content-length", b"3")], body=5, final=True)
+    with pytest.raises(InvalidResponse, match="the body is at least 4 bytes"):
+        p.response_head(200, [(b"content-length", b"3")], body=4)
+    error = p.error_response(500)  # h11 never saw the refused heads
+    assert error is not None and error.startswith(b"HTTP/1.1 500 ")
+    p = proto()
+    p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.next_event()
+    assert p.response_head(200, [(b"content-length", b"3")], body=2)  # more may follow
+
+
 def test_accept_switch_keeps_trailing_bytes() -> None:
     p = proto()
     p.receive_data(

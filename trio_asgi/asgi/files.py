@@ -83,7 +83,7 @@ async def _send_range(cycle: HTTPCycle, fd: int, offset: int, count: int, *, fin
     if cycle.no_body:
         count = 0
     try:
-        head = cycle.head()
+        head = cycle.head(count, final=final)
         socket = conn.sendfile_socket() if count else None
         pieces = proto.body_pieces(FileRange(fd, offset, count)) if count else []
         tail = cycle.body_end() if final else b""

@@ -242,9 +242,10 @@ class HTTPCycle:
         if self._disconnected or self._conn.broken:
             raise ClientDisconnected("client disconnected")
 
-    def head(self) -> bytes:
+    def head(self, body: int = 0, *, final: bool = False) -> bytes:
         """The response head, if not written yet (``b""`` otherwise). The head is held back
-        until the first body message, so a failing app can still get a clean 500."""
+        until the first body message, so a failing app can still get a clean 500; ``body``
+        and ``final`` describe that message (see ``HTTP1Protocol.response_head``)."""
         if self._response != _STARTED:
             return b""
         conn = self._conn
@@ -256,7 +257,9 @@ class HTTPCycle:
             or self._proto.client_waiting_for_100_continue
         ):
             self._head.append((b"connection", b"close"))  # h11 then closes after it
-        data = self._proto.response_head(self._status, self._head)
+        data = self._proto.response_head(
+            self._status, self._head, body=None if self._no_body else body, final=final
+        )
         self._response = _STREAMING
         return data
 
@@ -274,12 +277,13 @@ class HTTPCycle:
         if not isinstance(body, _BYTES):
             raise ASGIProtocolError(f"response body must be bytes, got {type(body).__name__}")
         proto = self._proto
+        final = not message.get("more_body", False)
         try:
-            data = self.head()
+            data = self.head(len(body), final=final)
             if body and not self._no_body:
                 data += proto.body(body)
                 self.bytes_sent += len(body)
-            if not message.get("more_body", False):
+            if final:
                 data += self.body_end()
         except InvalidResponse as exc:
             raise self.invalid(exc) from None

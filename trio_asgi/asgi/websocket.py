@@ -319,6 +319,11 @@ class WebSocketSession:
                 log.error("ASGI app returned without accepting or closing the WebSocket")
             await self._send_http_error(500)
         elif state == _RESPONDING:
+            if self._denial_head is not None:  # nothing of the denial went out: a 500 can
+                if not failed:
+                    log.error("ASGI app returned before the body of its denial response")
+                await self._send_http_error(500)
+                return
             # Denial response cut short: the only honest ending is closing the connection.
             self._state = _CLOSED
             self._inbox.end(ABNORMAL, "")
@@ -509,8 +514,10 @@ class WebSocketSession:
             data = b""
             if self._denial_head is not None:
                 self._denial_head.append((b"connection", b"close"))
-                data = http.response_head(self._denial_status, self._denial_head)
-                self._denial_head = None
+                data = http.response_head(
+                    self._denial_status, self._denial_head, body=len(body), final=not more_body
+                )
+                self._denial_head = None  # (h11 took it: from here on, no 500 can follow)
             if body:
                 data += http.body(body)
             if not more_body:

@@ -90,6 +90,19 @@ def _check_head(buffered: bytes, max_size: int) -> None:
         raise BadRequest(400, "bare LF in request head")
 
 
+def _check_length(declared: bytes, body: int, final: bool) -> None:
+    """Raise ``InvalidResponse`` if a body of ``body`` bytes (all of it if ``final``) cannot
+    match the declared Content-Length. A malformed value is left to h11, which refuses it
+    when the response is built."""
+    try:
+        length = int(declared)
+    except (TypeError, ValueError):
+        return
+    if body > length or (final and body != length):
+        size = f"{body}" if final else f"at least {body}"
+        raise InvalidResponse(f"Content-Length is {length}, but the body is {size} bytes")
+
+
 def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"")
 
@@ -243,22 +256,38 @@ class HTTP1Protocol:
             raise InvalidResponse(str(exc)) from None
         return self._send(event)
 
-    def response_head(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-        """The status line and headers, with ``Date``/``Server`` added unless already set."""
+    def response_head(
+        self,
+        status: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        body: int | None = None,
+        final: bool = False,
+    ) -> bytes:
+        """The status line and headers, with ``Date``/``Server`` added unless already set.
+
+        ``body`` is the size of the body going out right behind the head (``final``: all of
+        it). A declared Content-Length it cannot match is refused here, before h11 takes the
+        head: h11 would only notice on the body, in a state where no 500 can follow.
+        """
         headers = list(headers)
         add_server = self._server_header
         add_date = self._date_header
-        if add_server or add_date:
-            for name, _ in headers:
-                lowered = name.lower()
-                if lowered == b"server":
-                    add_server = False
-                elif lowered == b"date":
-                    add_date = False
-            if add_server:
-                headers.insert(0, (b"server", SERVER_NAME))
-            if add_date:
-                headers.insert(0, (b"date", http_date()))
+        declared: bytes | None = None
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == b"server":
+                add_server = False
+            elif lowered == b"date":
+                add_date = False
+            elif lowered == b"content-length":
+                declared = value
+        if declared is not None and body is not None:
+            _check_length(declared, body, final)
+        if add_server:
+            headers.insert(0, (b"server", SERVER_NAME))
+        if add_date:
+            headers.insert(0, (b"date", http_date()))
         try:
             # Built before it reaches the state machine, so a bad header leaves h11 able to
             # send a 500 instead.
