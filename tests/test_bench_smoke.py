@@ -86,6 +86,12 @@ def test_profiler_reports_cpu_and_memory_per_operation(tmp_path: Path) -> None:
     assert "### ws-idle memory: 20 connections" in report
     assert (tmp_path / "ws-echo-small.pstats").stat().st_size > 0
 
+    command = [sys.executable, "-m", "scripts.bench.profiling", "--workloads", "ws-handshake"]
+    command += ["--idle-connections", "20", "--no-gc", "--out", str(tmp_path / "no-gc")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "collections by generation: 0, 0, 0" in (tmp_path / "no-gc" / "profile.md").read_text()
+
 
 # -- the WebSocket client must reject wrong answers ------------------------------------------
 

@@ -1,11 +1,11 @@
 """trio_asgi's command line under cProfile or tracemalloc, switched on and off by signals.
 
-    python -m scripts.bench.profiled_server [--memory] OUT APP [trio_asgi options]
+    python -m scripts.bench.profiled_server [--memory] [--no-gc] OUT APP [trio_asgi options]
 
 cProfile (default): SIGUSR1 starts profiling, SIGUSR2 stops it and writes ``OUT`` (pstats)
 and ``OUT.gc`` (JSON: collections by generation and the seconds they took in the window;
 cProfile charges a collection to whichever function happened to allocate, so it is timed
-apart).
+apart). ``--no-gc`` switches the collector off, for shares not spread by its pauses.
 ``--memory``: tracemalloc runs from the start; SIGUSR1 takes a snapshot, SIGUSR2 takes a
 second one and writes both to ``OUT`` and ``OUT.before`` for comparison.
 
@@ -30,8 +30,11 @@ def main(argv: list[str]) -> None:
     memory = argv[:1] == ["--memory"]
     if memory:
         argv = argv[1:]
+    if argv[:1] == ["--no-gc"]:
+        gc.disable()
+        argv = argv[1:]
     if len(argv) < 2:
-        sys.exit("usage: python -m scripts.bench.profiled_server [--memory] OUT APP [options]")
+        sys.exit("usage: python -m scripts.bench.profiled_server [--memory] [--no-gc] OUT APP ...")
     output, server_args = argv[0], argv[1:]
     profiler = cProfile.Profile()
     collections = [0, 0, 0]

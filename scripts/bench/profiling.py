@@ -44,10 +44,12 @@ class ProfiledTrioAsgi(ServerSpec):
 
     output: str = ""
     memory: bool = False
+    collector: bool = True
 
     def command(self, python: str, port: int, app: str = APP) -> list[str]:
         usual = super().command(python, port, app)  # [python, "-m", "trio_asgi", app, ...]
         mode = ["--memory"] if self.memory else []
+        mode += [] if self.collector else ["--no-gc"]
         return [python, "-m", "scripts.bench.profiled_server", *mode, self.output, *usual[3:]]
 
 
@@ -200,14 +202,18 @@ def profile_memory(settings: Settings, out: Path, top: int) -> list[str]:
     return [title, "", *memory_summary(before, snapshot, n, rss, top), ""]
 
 
-def profile(workload: str, settings: Settings, out: Path, top: int) -> list[str]:
+def profile(
+    workload: str, settings: Settings, out: Path, top: int, collector: bool = True
+) -> list[str]:
     if workload == "ws-idle":
         return profile_memory(settings, out, top)
     stats_path = out / f"{workload}.pstats"
     stats_path.unlink(missing_ok=True)
     Path(f"{stats_path}.gc").unlink(missing_ok=True)
     base = SERVERS["trio_asgi"]
-    spec = ProfiledTrioAsgi(base.name, base.label, base.peer, output=str(stats_path))
+    spec = ProfiledTrioAsgi(
+        base.name, base.label, base.peer, output=str(stats_path), collector=collector
+    )
     with RunningServer(spec, sys.executable, out / f"{workload}.log") as server:
         server.wait_ready()
 
@@ -262,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--idle-connections", type=int, default=2000, help="connections for ws-idle (2000)"
     )
+    parser.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="switch the garbage collector off in the profiled server (shares without its pauses)",
+    )
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "profile")
     args = parser.parse_args(argv)
     settings = dataclasses.replace(
@@ -277,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         if workload.startswith("http") and not have_wrk():
             print(f"wrk not found: skipping {workload}", file=sys.stderr)
             continue
-        report += profile(workload, settings, args.out, args.top)
+        report += profile(workload, settings, args.out, args.top, collector=not args.no_gc)
     text = "\n".join(report) + "\n"
     (args.out / "profile.md").write_text(text)
     print(text)
