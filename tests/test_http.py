@@ -11,7 +11,7 @@ import trio
 
 from trio_asgi import ClientDisconnected
 from trio_asgi.errors import ASGIProtocolError
-from trio_asgi.testing import TestClient
+from trio_asgi.testing import TestClient, serve_in_background
 
 from .conftest import raw_exchange, status_of
 
@@ -445,6 +445,50 @@ async def test_content_length_of_a_head_response_is_not_held_against_its_empty_b
     async with TestClient(hello) as client:
         response = await raw_exchange(await client.connect(), b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status_of(response) == 200 and b"content-length: 5\r\n" in response.lower()
+
+
+async def test_tasks_reading_the_body_at_once_take_turns() -> None:
+    """Two tasks of one app in receive() while the body is still on the wire (a body reader
+    and a disconnect listener, say). On a real socket the second used to hit trio's
+    BusyResourceError out of receive() (the app crashed: 500); now they take turns, each
+    piece goes to one of them, and the last hears http.disconnect once the response is done."""
+    got: list[tuple[int, str, bytes]] = []
+    errors: list[BaseException] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+
+        async def reader(name: int) -> None:
+            while True:
+                try:
+                    message = await receive()
+                except BaseException as exc:
+                    errors.append(exc)
+                    raise
+                got.append((name, message["type"], message.get("body", b"")))
+                if message["type"] == "http.disconnect" or not message["more_body"]:
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader, 1)
+            nursery.start_soon(reader, 2)
+            while b"".join(body for _, _, body in got) != b"abcdefghij":
+                await trio.sleep(0.01)
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    async with serve_in_background(app, host="127.0.0.1") as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
+            await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+            await trio.sleep(0.1)
+            await stream.send_all(b"cdefghij")
+            with trio.fail_after(10):
+                response = await stream.receive_some()
+    assert errors == []
+    assert status_of(response) == 200
+    assert [kind for _, kind, _ in got].count("http.disconnect") == 1
 
 
 async def test_disconnect_while_app_waits_in_receive_after_body() -> None:

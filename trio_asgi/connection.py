@@ -22,6 +22,7 @@ from .asgi.scope import ConnectionInfo, http_scope
 from .config import Config
 from .errors import ClientDisconnected
 from .heartbeat import Heartbeat
+from .locks import FIFOLock
 from .protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol
 
 if TYPE_CHECKING:
@@ -121,50 +122,6 @@ class ServerState:
             connection.shutdown()
 
 
-class WriteLock:
-    """A FIFO lock for the writers of one connection, cheap when uncontended.
-
-    ``trio.StrictFIFOLock`` always checkpoints and tracks its owner; on the per-message hot
-    path that was a tenth of the cost of an echoed WebSocket message. Here taking a free lock
-    is one attribute write (``try_acquire``), and a release hands the lock straight to the
-    longest waiter, so writes go out in the order they asked.
-    """
-
-    __slots__ = ("_waiters", "locked")
-
-    def __init__(self) -> None:
-        self.locked = False
-        # Created on first contention: most connections never see any, and thousands of
-        # idle WebSockets each keep one of these locks.
-        self._waiters: trio.lowlevel.ParkingLot | None = None
-
-    def try_acquire(self) -> bool:
-        if self.locked:
-            return False
-        self.locked = True
-        return True
-
-    async def acquire(self) -> None:
-        if self.locked:
-            if self._waiters is None:
-                self._waiters = trio.lowlevel.ParkingLot()
-            await self._waiters.park()  # woken holding the lock (see release)
-        else:
-            self.locked = True
-
-    def release(self) -> None:
-        if self._waiters:
-            self._waiters.unpark()  # ownership passes to the next waiter
-        else:
-            self.locked = False
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.release()
-
-
 class Connection:
     """One client connection: HTTP/1.1 requests in turn, possibly upgraded to WebSocket."""
 
@@ -204,7 +161,7 @@ class Connection:
         self.server = server
         self.config = server.config
         self.info = info
-        self.writing = WriteLock()
+        self.writing = FIFOLock()
         self.broken = False  # the stream can no longer carry bytes either way
         self.write_timeout = self.config.timeout_write
         self.peer_closed = False  # we read end-of-file

@@ -18,6 +18,7 @@ import trio
 from .._types import ASGIApp, Message
 from ..asyncio_apps import add_asyncio_hint
 from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
+from ..locks import FIFOLock
 from ..logging import log_http_access
 from ..protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, InvalidResponse
 from .files import send_file_range, send_path
@@ -59,6 +60,7 @@ class HTTPCycle:
         "_head",
         "_no_body",
         "_proto",
+        "_reading",
         "_released",
         "_response",
         "_started_at",
@@ -88,6 +90,7 @@ class HTTPCycle:
         self._body_done = False  # the final http.request (more_body=False) was delivered
         self._disconnected = False
         self._bad_request: BadRequest | None = None
+        self._reading: FIFOLock | None = None  # taken while a task reads the body
         # released apps parked in receive() after the body: disconnect, completion, shutdown
         self._ended = trio.Event()
         self._released = False  # shutdown told the app http.disconnect
@@ -127,6 +130,23 @@ class HTTPCycle:
         return await self._read_body()
 
     async def _read_body(self) -> Message:
+        """The next piece of the body. Tasks of the app that ask at once take turns (only
+        one task may wait on a socket); one that waited re-asks, as the body may have ended
+        or the client left meanwhile."""
+        lock = self._reading
+        if lock is None:
+            lock = self._reading = FIFOLock()
+        if not lock.try_acquire():
+            await lock.acquire()
+            if self._body_done or self._disconnected:
+                lock.release()
+                return await self.receive()
+        try:
+            return await self._read_body_piece()
+        finally:
+            lock.release()
+
+    async def _read_body_piece(self) -> Message:
         proto = self._proto
         pieces: list[bytes] = []
         size = 0
