@@ -266,6 +266,20 @@ async def test_a_body_sent_without_waiting_for_100_is_drained_for_the_next_reque
 # -- keep-alive and pipelining -------------------------------------------------------------
 
 
+async def test_empty_line_before_a_request_keeps_the_connection() -> None:
+    """RFC 9112 2.2: the CRLF some old clients send after a POST body is ignored (it was a
+    400 that ended the keep-alive connection)."""
+    async with TestClient(hello) as client:
+        stream = await client.connect()
+        await stream.send_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab\r\n"
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        with trio.fail_after(10):
+            response = await stream.receive_until_eof()
+    assert response.count(b"HTTP/1.1 200 ") == 2
+
+
 async def test_keep_alive_reuses_the_connection() -> None:
     async with TestClient(hello) as client:
         first = await client.get("/")

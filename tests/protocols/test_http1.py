@@ -310,6 +310,27 @@ def test_a_head_whose_content_length_the_body_cannot_match_leaves_room_for_a_500
     assert p.response_head(200, [(b"content-length", b"3")], body=2)  # more may follow
 
 
+@pytest.mark.parametrize("closed", [False, True])
+def test_empty_lines_before_a_request_line_are_ignored(closed: bool) -> None:
+    """RFC 9112 2.2 (SHOULD): e.g. the CRLF an old client sends after a POST body."""
+    p = proto()
+    p.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab\r\n")
+    assert isinstance(p.next_event(), h11.Request)
+    assert p.next_event() == h11.Data(data=b"ab")
+    assert isinstance(p.next_event(), h11.EndOfMessage)
+    p.response_head(200, [(b"content-length", b"0")])
+    p.end()
+    assert p.start_next_cycle()
+    assert p.next_event() is NEED_DATA and p.buffered_size == 0  # the empty line is gone
+    p.receive_data(b"\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    if closed:
+        p.receive_data(b"")
+    request = p.next_event()
+    assert isinstance(request, h11.Request) and request.target == b"/next"
+    assert isinstance(p.next_event(), h11.EndOfMessage)
+    assert p.peer_closed is closed
+
+
 def test_accept_switch_keeps_trailing_bytes() -> None:
     p = proto()
     p.receive_data(

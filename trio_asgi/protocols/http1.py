@@ -142,7 +142,11 @@ class HTTP1Protocol:
         """The next request event, ``NEED_DATA`` or ``PAUSED``; raises ``BadRequest``."""
         conn = self._conn
         if conn.their_state is h11.IDLE:
-            _check_head(conn.trailing_data[0], self._max_head_size)
+            buffered = conn.trailing_data[0]
+            if buffered[:2] == b"\r\n" and conn.our_state is h11.IDLE:
+                conn = self._skip_empty_lines(buffered)
+                buffered = conn.trailing_data[0]
+            _check_head(buffered, self._max_head_size)
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
@@ -157,6 +161,20 @@ class HTTP1Protocol:
         ):
             self._continue_pending = False
         return event
+
+    def _skip_empty_lines(self, buffered: bytes) -> h11.Connection:
+        """RFC 9112 2.2: a server SHOULD ignore empty lines before a request line (old
+        clients send one after a POST body). h11 does not, and its buffer cannot be edited:
+        a fresh h11 connection takes the rest (between requests it carries nothing else)."""
+        closed = self._conn.trailing_data[1]
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head_size)
+        rest = buffered.lstrip(b"\r\n")
+        if rest:
+            conn.receive_data(rest)
+        if closed:
+            conn.receive_data(b"")
+        self._conn = conn
+        return conn
 
     def _inspect(self, request: h11.Request) -> None:
         """One pass over the request headers for everything the server decides from them.
