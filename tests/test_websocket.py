@@ -623,3 +623,24 @@ async def test_an_ended_session_is_not_kept_until_its_next_ping() -> None:
             assert sessions() == before + 1
         await trio.testing.wait_all_tasks_blocked()
         assert sessions() == before
+
+
+async def test_close_reason_that_is_not_utf8_encodable_still_gets_the_client_a_1011(
+    autojump_clock: Any,
+) -> None:
+    """A reason with a lone surrogate cannot be encoded: refused before closing, so the
+    crashed app's client gets its 1011 (encoding used to fail after the session was marked
+    closing, and the client got no close frame at all)."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4000, "reason": "bad \ud800"})
+
+    async with TestClient(app, raise_app_exceptions=False) as client:
+        async with client.websocket("/") as ws:
+            with trio.fail_after(30):
+                closed = await ws.wait_closed()
+    assert closed == Closed(1011)

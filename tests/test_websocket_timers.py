@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
 from trio_asgi import ClientDisconnected
-from trio_asgi.testing import TestClient, WebSocketDenied, build_frame
+from trio_asgi.config_file import load_config_file
+from trio_asgi.testing import Binary, TestClient, WebSocketClosed, WebSocketDenied, build_frame
 
 Scope = dict[str, Any]
 HANDSHAKE = (
@@ -246,3 +248,187 @@ async def test_upgrade_request_expecting_100_continue_gets_it(autojump_clock: An
         with trio.fail_after(10):
             await stream.receive_until_eof()
     assert log == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+
+
+def idle_app(log: list[Any]) -> Any:
+    """Accept, then record every message until the disconnect."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            log.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    return app
+
+
+@pytest.mark.parametrize("source", ["python", "toml"])
+async def test_ws_ping_timeout_zero_means_do_not_wait(
+    source: str, tmp_path: Path, autojump_clock: Any
+) -> None:
+    """``--ws-ping-timeout`` help: "(0 or none: do not wait)", also from Python and from a
+    config file, where 0 used to stay 0.0 and made every pong due the instant its ping was
+    scheduled: each WebSocket closed with 1011 at its first ping."""
+    settings: dict[str, Any] = {"ws_ping_interval": 5, "ws_ping_timeout": 0}
+    if source == "toml":
+        path = tmp_path / "server.toml"
+        path.write_text('app = "x:app"\nws_ping_interval = 5\nws_ping_timeout = 0\n')
+        _, settings = load_config_file(str(path))
+    log: list[Any] = []
+    async with TestClient(idle_app(log), **settings) as client:
+        async with client.websocket("/") as ws:
+            await trio.sleep(30)
+            assert ws.closed is None, f"closed by the server: {ws.closed}"
+            assert ws.pings_received >= 5
+    assert log == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
+
+
+async def test_keepalive_does_not_time_out_a_ping_stuck_behind_our_own_data(
+    autojump_clock: Any,
+) -> None:
+    """A client that reads steadily (64 KiB/s) is sent one 4 MiB message, 64 s on the wire.
+    The keepalive ping queues behind it for the write lock; its pong is due from when it
+    went out, not from when it was scheduled (the client used to be closed with 1011 at
+    10 s for a ping that had never been sent)."""
+    size = 4 * 1024 * 1024
+    heard: list[Any] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "bytes": b"x" * size})
+        heard.append(await receive())
+
+    async with TestClient(app, ws_ping_interval=5, ws_ping_timeout=5, ws_send_timeout=20) as client:
+        stream = await client.connect(buffer_size=16 * 1024)
+        await stream.send_all(HANDSHAKE)
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            buffer += await stream.receive_some(1)
+        buffer = buffer.split(b"\r\n\r\n", 1)[1]
+        frames: list[tuple[int, bytes]] = []
+        with trio.fail_after(300):
+            # read 16 KiB every 0.25 s, answer pings at once, until 40 s after the message
+            done_at = None
+            while done_at is None or trio.current_time() < done_at + 40:
+                await trio.sleep(0.25)
+                data = await stream.receive_some(16 * 1024)
+                if not data:
+                    break
+                buffer += data
+                while len(buffer) >= 2:
+                    length, offset = buffer[1] & 0x7F, 2
+                    if length == 126:
+                        length, offset = int.from_bytes(buffer[2:4], "big"), 4
+                    elif length == 127:
+                        length, offset = int.from_bytes(buffer[2:10], "big"), 10
+                    if len(buffer) < offset + length:
+                        break
+                    opcode, payload = buffer[0] & 0x0F, buffer[offset : offset + length]
+                    buffer = buffer[offset + length :]
+                    frames.append((opcode, payload if opcode != 2 else b""))
+                    if opcode == 0x2:
+                        done_at = trio.current_time()
+                    elif opcode == 0x9:
+                        await stream.send_all(build_frame(0xA, payload))
+                    elif opcode == 0x8:
+                        await stream.send_all(build_frame(0x8, payload[:2]))
+        closes = [payload for opcode, payload in frames if opcode == 0x8]
+        assert closes == [], f"server closed a healthy client: {closes}, app heard {heard}"
+        assert heard == []
+
+
+async def test_send_cancelled_mid_frame_ends_the_session(autojump_clock: Any) -> None:
+    """The app bounds a send with a timeout (a common way to shed slow clients) and the
+    cancellation lands with the frame half written: the stream is unusable, so the session
+    ends at once and the app hears it, as for a failed write (it used to stay open, the
+    reader waiting on the socket and the client holding half a frame)."""
+    heard = trio.Event()
+    messages: list[Any] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        with trio.move_on_after(1):
+            await send({"type": "websocket.send", "bytes": b"x" * 1_000_000})
+        messages.append(await receive())
+        heard.set()
+
+    outcome: list[Any] = []
+    async with TestClient(
+        app, ws_ping_interval=None, buffer_size=64 * 1024, timeout=None
+    ) as client:
+        async with client.websocket("/") as ws:
+            ws.pause_reading()
+            await trio.sleep(2)  # the app's send is cancelled with part of the frame out
+            ws.pause_reading(False)
+            # Either outcome is fine: the frame is completed after all (the client gets the
+            # whole message), or the session ends (the app hears a disconnect). Not: neither.
+            with trio.fail_after(60):
+                async with trio.open_nursery() as nursery:
+
+                    async def client_gets_something() -> None:
+                        try:
+                            event = await ws.receive()
+                        except WebSocketClosed:
+                            return  # the session ended: the app must hear it too
+                        if isinstance(event, Binary) and not messages:
+                            outcome.append(event)
+                            nursery.cancel_scope.cancel()
+
+                    async def app_hears_the_end() -> None:
+                        await heard.wait()
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(client_gets_something)
+                    nursery.start_soon(app_hears_the_end)
+            first = list(outcome) or list(messages)
+    assert first, "neither the client nor the app heard anything"
+    if messages and first[0] is messages[0]:
+        assert messages[0]["type"] == "websocket.disconnect"
+    else:
+        assert getattr(first[0], "data", None) == b"x" * 1_000_000, first
+
+
+async def test_close_cancelled_before_its_frame_went_out_drops_the_connection(
+    autojump_clock: Any,
+) -> None:
+    """The app's close waits for the write lock behind its own large send to a stalled
+    client, and its timeout cancels it there: no close frame can follow, so the connection
+    is dropped rather than left open with neither side ever closing (pings are off)."""
+    heard: list[Any] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send, {"type": "websocket.send", "bytes": b"x" * 1_000_000})
+            await trio.sleep(0.5)
+            with trio.move_on_after(1):
+                await send({"type": "websocket.close", "code": 4000})
+            heard.append(await receive())
+            await trio.sleep(5)
+            nursery.cancel_scope.cancel()
+
+    async with TestClient(
+        app, ws_ping_interval=None, buffer_size=64 * 1024, timeout=None
+    ) as client:
+        async with client.websocket("/") as ws:
+            ws.pause_reading()
+            await trio.sleep(2)
+            ws.pause_reading(False)
+            with trio.fail_after(60):
+                closed = await ws.wait_closed()
+    assert closed.code == 1006
+    assert heard == [{"type": "websocket.disconnect", "code": 4000, "reason": ""}]

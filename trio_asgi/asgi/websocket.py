@@ -393,8 +393,11 @@ class WebSocketSession:
                 raise ClientDisconnected("WebSocket closed")
             try:
                 await conn.write(ws.send(payload))
-            except ClientDisconnected:
-                self._on_write_failure()
+            except BaseException:
+                # Failed, timed out, or cancelled part-way (e.g. the app's own timeout): the
+                # stream is unusable (a cut frame, or a compressor ahead of the peer's).
+                if conn.broken:
+                    self._on_write_failure()
                 raise
         finally:
             lock.release()
@@ -482,6 +485,10 @@ class WebSocketSession:
             raise ASGIProtocolError(f"websocket.close code {code!r} may not be sent (RFC 6455 7.4)")
         if not isinstance(reason, str):
             raise ASGIProtocolError("websocket.close reason must be a str")
+        try:
+            reason.encode()
+        except UnicodeEncodeError:
+            raise ASGIProtocolError(f"websocket.close reason {reason!r} is not UTF-8") from None
         if self._state == _CONNECTING:
             # ASGI: closing before accept denies the handshake with 403.
             await self._send_http_error(403)
@@ -569,6 +576,10 @@ class WebSocketSession:
         except ClientDisconnected:
             self._on_write_failure()
             return
+        except BaseException:
+            # Cancelled before our close frame was out: no closing handshake can follow.
+            self._on_write_failure()
+            raise
         finally:
             self._state = _CLOSED
         # The reader now only waits for the peer's answering close frame, not forever.
@@ -594,8 +605,13 @@ class WebSocketSession:
         if due is not None:
             if now < due:
                 heartbeat.schedule(due, self)
-            elif self._read_paused or self._last_resume > self._ping_sent_at:
-                # Backpressure held the pong behind unread data: not the peer's fault.
+            elif (
+                self._read_paused
+                or self._last_resume > self._ping_sent_at
+                or self._ping_sent_at == math.inf
+            ):
+                # Backpressure held the pong behind unread data, or our ping is still queued
+                # behind our own writes: not the peer's fault.
                 self._pong_due = now + (config.ws_ping_timeout or 0)
                 heartbeat.schedule(self._pong_due, self)
             else:
@@ -608,10 +624,12 @@ class WebSocketSession:
         self._pings += 1
         payload = self._pings.to_bytes(4, "big")  # tells a late pong from the awaited one
         self._ping_payload = payload
-        self._ping_sent_at = now
+        self._ping_sent_at = math.inf  # until _send_ping wrote it
         self._conn.helpers.start_soon(self._send_ping, payload)
         self._next_ping = now + (config.ws_ping_interval or 0)
-        if config.ws_ping_timeout is not None:
+        if config.ws_ping_timeout:  # (0 or None: do not wait for the pong)
+            # Provisional: _send_ping restarts it once the ping is out, and until then
+            # waiting for our own writes is not the peer's fault (see above).
             self._pong_due = now + config.ws_ping_timeout
             heartbeat.schedule(min(self._pong_due, self._next_ping), self)
         else:
@@ -625,6 +643,11 @@ class WebSocketSession:
             async with conn.writing:
                 if self._state == _OPEN and not self._closing:
                     await conn.write(ws.ping(payload))
+                    # The pong is due from now, not from when the ping queued for the lock.
+                    self._ping_sent_at = now = trio.current_time()
+                    timeout = conn.config.ws_ping_timeout
+                    if timeout and self._pong_due is not None:
+                        self._pong_due = now + timeout  # (the pending tick finds it)
         except ClientDisconnected:
             self._on_write_failure()
 
