@@ -250,23 +250,6 @@ async def test_upgrade_request_expecting_100_continue_gets_it(autojump_clock: An
     assert log == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]
 
 
-def idle_app(log: list[Any]) -> Any:
-    """Accept, then record every message until the disconnect."""
-
-    async def app(scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "websocket":
-            return
-        await receive()
-        await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            log.append(message)
-            if message["type"] == "websocket.disconnect":
-                return
-
-    return app
-
-
 @pytest.mark.parametrize("source", ["python", "toml"])
 async def test_ws_ping_timeout_zero_means_do_not_wait(
     source: str, tmp_path: Path, autojump_clock: Any
@@ -280,7 +263,7 @@ async def test_ws_ping_timeout_zero_means_do_not_wait(
         path.write_text('app = "x:app"\nws_ping_interval = 5\nws_ping_timeout = 0\n')
         _, settings = load_config_file(str(path))
     log: list[Any] = []
-    async with TestClient(idle_app(log), **settings) as client:
+    async with TestClient(session_app(log), **settings) as client:
         async with client.websocket("/") as ws:
             await trio.sleep(30)
             assert ws.closed is None, f"closed by the server: {ws.closed}"
