@@ -48,6 +48,11 @@ def test_top_level_keys(tmp_path: Path) -> None:
     assert isinstance(config.timeout_keep_alive, float)
 
 
+def test_a_socket_mode_is_written_as_on_the_command_line(tmp_path: Path) -> None:
+    path = write(tmp_path, 'bind = "unix:/tmp/x.sock"\nuds_permissions = "660"\n')
+    assert load_config_file(path)[1]["uds_permissions"] == 0o660
+
+
 def test_tool_table_of_pyproject(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -116,6 +121,12 @@ def test_repeatable_settings_take_an_array_or_one_string(tmp_path: Path) -> None
         ('ssl_context = "x"', "unknown setting 'ssl_context'"),  # only Python can give one
         ("bind = [1]", "bind must be a list of strings"),
         ("bind = 1", "bind must be a string or an array, not an integer 1"),
+        # decimal 660 would be 0o1224, and 0o660 arrives as 432: a mode is written as text
+        (
+            "uds_permissions = 660",
+            'uds_permissions must be a string with the octal mode, like "660"',
+        ),
+        ("uds_permissions = 0o660", "uds_permissions must be a string with the octal mode"),
     ],
 )
 def test_bad_files_exit_2_with_one_line(
@@ -130,6 +141,19 @@ def test_bad_files_exit_2_with_one_line(
     assert err.startswith("trio-asgi: error: ")
     assert message in err
     assert "Traceback" not in err
+
+
+def test_a_file_that_is_not_utf8_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TOML is UTF-8; a file saved as Latin-1 used to end in a UnicodeDecodeError traceback."""
+    path = tmp_path / "server.toml"
+    path.write_bytes("# r\xe9glages de prod\nport = 9000\n".encode("latin-1"))
+    with pytest.raises(SystemExit) as info:
+        main(["m:app", "--config", str(path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid TOML: not UTF-8" in err, err
 
 
 def test_missing_file_and_missing_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -137,13 +137,22 @@ def test_existing_loggers_stay_enabled_and_version_defaults(tmp_path: Path) -> N
         ("logging.yaml", "version: 1", "use a .json or .toml file"),
         ("logging.json", '{"version": 1, "handlers": {"h": {"class": "no.such.Handler"}}}', "h"),
         ("logging.json", '{"version": 2}', "Unsupported version"),
+        ("logging.json", '{"version": 1} \xe9'.encode("latin-1"), "not UTF-8"),
+        ("logging.toml", "# r\xe9glages\nversion = 1".encode("latin-1"), "not UTF-8"),
     ],
 )
 def test_bad_files_exit_2_with_one_line(
-    tmp_path: Path, name: str, content: str, message: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    name: str,
+    content: str | bytes,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = tmp_path / name
-    path.write_text(content)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
     with pytest.raises(ConfigError, match="log_config"):
         configure_logging("info", config_file=str(path))
     with pytest.raises(SystemExit) as info:

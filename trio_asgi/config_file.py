@@ -19,7 +19,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from .config import Config
+from .config import Config, parse_octal
 from .errors import ConfigError
 
 TABLE = "trio_asgi"
@@ -35,6 +35,8 @@ def load_config_file(path: str) -> tuple[str | None, dict[str, Any]]:
         raise ConfigError(f"config {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # (TOML is UTF-8; tomllib lets this through)
+        raise ConfigError(f"config {path}: invalid TOML: not UTF-8 ({exc.reason})") from None
     table: dict[str, Any] = document
     if "tool" in document:
         tool = document["tool"]
@@ -75,6 +77,10 @@ def _convert(where: str, value: Any, hint: Any, parse: Any) -> Any:
             return parse(value)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    if parse is parse_octal and not isinstance(value, str):
+        # `660` in TOML is decimal 660 (0o1224), and `0o660` arrives as 432: the intent
+        # cannot be told from the number, so a mode must be written as on the command line.
+        raise ConfigError(f'{where} must be a string with the octal mode, like "660"')
     allowed = _types(hint)
     if isinstance(value, bool):
         ok = bool in allowed

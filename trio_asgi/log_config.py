@@ -34,6 +34,8 @@ def load_log_config(path: str) -> dict[str, Any]:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"log_config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"log_config {path}: not UTF-8 ({exc.reason})") from None
     try:
         data = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
