@@ -41,6 +41,9 @@ BACKOFF_MAX: Final = 1.0
 ACCEPT_ERROR_QUIET: Final = 60.0
 # Connections taken from the backlog per wakeup of the accept loop, at most (see _Backlog).
 ACCEPT_BATCH: Final = 128
+# listen() refuses a backlog beyond a C int (OverflowError); trio caps TCP binds at this, and
+# the kernel caps every backlog at net.core.somaxconn anyway.
+MAX_BACKLOG: Final = 0xFFFF
 # systemd passes activated sockets from this descriptor on (sd_listen_fds(3)).
 SD_LISTEN_FDS_START: Final = 3
 SOCKET_FAMILIES: Final = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
@@ -133,7 +136,7 @@ async def _open_unix(bind: Bind, backlog: int, permissions: int | None) -> UnixS
         # in which the umask's (maybe wider) permissions are in force.
         if permissions is not None:
             os.chmod(path, permissions)
-        sock.listen(backlog)
+        sock.listen(min(backlog, MAX_BACKLOG))
     except BaseException:
         sock.close()
         if identity is not None:
@@ -226,7 +229,8 @@ def _inherited(fd: int, backlog: int, bind: Bind) -> trio.SocketListener:
         raise BindError(f"cannot serve on {where}: not a TCP or unix stream socket")
     if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
         try:
-            sock.listen(backlog)  # a supervisor that listens already chose its own backlog
+            # (a supervisor that listens already chose its own backlog)
+            sock.listen(min(backlog, MAX_BACKLOG))
         except OSError as exc:  # e.g. a connected socket
             sock.detach()  # still its owner's: the error must not close it
             raise BindError(

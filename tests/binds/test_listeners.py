@@ -78,6 +78,14 @@ async def test_uds_shortcut_and_permissions(sock_dir: Path) -> None:
         assert (await get_over_unix(path))["server"] == [str(path), None]
 
 
+async def test_a_backlog_beyond_what_listen_takes_is_capped(sock_dir: Path) -> None:
+    """As trio does for TCP: listen() itself refuses a backlog beyond a C int with an
+    OverflowError (which used to end the CLI in a traceback); the kernel caps it anyway."""
+    path = sock_dir / "app.sock"
+    async with serve_in_background(addresses_app, uds=str(path), backlog=3_000_000_000):
+        assert (await get_over_unix(path))["server"] == [str(path), None]
+
+
 async def test_stale_socket_file_is_replaced(
     sock_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
