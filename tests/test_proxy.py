@@ -205,6 +205,16 @@ async def test_ipv4_mapped_peer_matches_ipv4_entry() -> None:
     assert scope["client"] == ("203.0.113.7", 0)
 
 
+def test_ipv4_mapped_network_in_the_trust_list_matches_ipv4_peers() -> None:
+    """How a dual-stack listener shows IPv4 proxies: peers are matched as IPv4, so such a
+    network must be too (it was kept as IPv6 and silently matched no one)."""
+    trusted = TrustedProxies("::ffff:10.0.0.0/104")
+    assert trusted.trusts_peer(("::ffff:10.0.0.1", 1))
+    assert trusted.trusts_peer(("10.0.0.1", 1))
+    assert not trusted.trusts_peer(("11.0.0.1", 1))
+    assert not TrustedProxies("::/96").trusts_peer(("10.0.0.1", 1))  # not a mapped network
+
+
 @pytest.mark.parametrize("value", ["unknown", "_hidden", "UNKNOWN"])
 async def test_unknown_client_becomes_none(value: str) -> None:
     scope = await scope_for([("X-Forwarded-For", value)])
@@ -241,6 +251,9 @@ async def test_unknown_client_becomes_none(value: str) -> None:
         ("for=203.0.113.7;by=10.0.0.1;secret=x", ("203.0.113.7", 0), "http", b"testserver"),
         ('for="203.0.113.7";proto="https"', ("203.0.113.7", 0), "https", b"testserver"),
         ("for=203.0.113.7; proto=https", ("203.0.113.7", 0), "https", b"testserver"),
+        # RFC 7239 4: a quoted extension value may hold "," and ";" (the header was dropped)
+        ('for=203.0.113.7;proto=https;ext="a,b"', ("203.0.113.7", 0), "https", b"testserver"),
+        ('for=203.0.113.7;ext="a;\\"b";proto=https', ("203.0.113.7", 0), "https", b"testserver"),
     ],
 )
 async def test_forwarded(
@@ -264,6 +277,7 @@ async def test_forwarded(
         ),
         # Garbage that the client wrote left of its own hop is never parsed.
         ('for="unbalanced, for=203.0.113.7', "127.0.0.1", ("203.0.113.7", 0), "http"),
+        ('for="a, b";x=1, for=203.0.113.7', "127.0.0.1", ("203.0.113.7", 0), "http"),
         ("for=(garbage), for=203.0.113.7", "127.0.0.1", ("203.0.113.7", 0), "http"),
         # Everything trusted: the leftmost element.
         (

@@ -102,6 +102,10 @@ class TrustedProxies:
                     network = ipaddress.ip_network(item, strict=False)
                 except ValueError:
                     raise ValueError(f"{item!r} is not an IP network") from None
+                if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+                    mapped = network.network_address.ipv4_mapped
+                    if mapped is not None:  # ::ffff:a.b.c.d/N: peers are matched as IPv4
+                        network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
                 mask = int(network.netmask)
                 self._networks.append((network.version, int(network.network_address), mask))
             else:
@@ -205,11 +209,39 @@ def _node_port(text: str) -> int:
 
 def _list_items(values: list[bytes]) -> list[str]:
     """The elements of a comma-separated header, over all its lines; empty ones dropped
-    (RFC 9110 5.6.1). Splitting on every comma is safe: no value we use can contain one."""
+    (RFC 9110 5.6.1)."""
     if len(values) == 1 and b"," not in values[0]:  # the usual case: one line, one value
         text = values[0].decode("latin-1")
         return [text] if text.strip() else []
-    return [item for item in b",".join(values).decode("latin-1").split(",") if item.strip()]
+    return [item for item in _split(b",".join(values).decode("latin-1"), ",") if item.strip()]
+
+
+def _split(text: str, separator: str) -> list[str]:
+    """``text.split(separator)``, except inside quoted-strings (RFC 9110 5.6.4): a
+    ``Forwarded`` value may be one, and an extension's may hold ``,`` or ``;`` (RFC 7239 4).
+
+    An unbalanced quote splits plainly: a client's garbage left of the proxies' elements
+    (which balance their quotes) must not swallow them; an open quote can only be its own.
+    """
+    if '"' not in text:
+        return text.split(separator)
+    parts = []
+    start = 0
+    quoted = escaped = False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append(text[start:index])
+            start = index + 1
+    if quoted:
+        return text.split(separator)
+    parts.append(text[start:])
+    return parts
 
 
 def _unquote(value: str) -> str:
@@ -248,7 +280,7 @@ def parse_forwarded_element(element: str) -> dict[str, str]:
     """The parameters of one ``Forwarded`` element, names lowercased; ``ValueError`` when it
     is malformed (syntax, a repeated parameter, an invalid ``host=`` or ``proto=``)."""
     params: dict[str, str] = {}
-    for pair in element.split(";"):
+    for pair in _split(element, ";"):
         pair = pair.strip()
         if not pair:
             continue
