@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -116,6 +117,19 @@ async def test_interface_can_be_forced() -> None:
     wrapped = adapt(SyncCallReturningInstance(), "asgi2")
     async with TestClient(wrapped, interface="asgi3") as client:
         assert (await client.get("/")).content == b"asgi2 function"
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        (asgi3, "--interface asgi2, but tests.test_app_loader.asgi3 is an async callable"),
+        (lambda environ, start_response: [], "cannot be called as app(scope): its signature"),
+    ],
+)
+def test_interface_asgi2_refuses_what_cannot_be_asgi2(app: Any, message: str) -> None:
+    """As for --interface wsgi: refused at startup, not failing on every request."""
+    with pytest.raises(AppLoadError, match=re.escape(message)):
+        adapt(app, "asgi2")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import inspect
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 from ._types import ASGIApp, Receive, Scope, Send
 from .asyncio_apps import INSTALL_HINT, detect_app_loop
@@ -254,8 +254,8 @@ def _adapt_interface(
             log.debug("%s is an %s application (%s)", _describe(app), kind.upper(), reason)
     else:
         kind = interface
-        if kind == "wsgi":  # detect_interface says "wsgi" only for apps this check accepts
-            _check_wsgi(app)
+        if kind != "asgi3":  # (auto-detection says wsgi or asgi2 only for apps that pass)
+            _check_forced(app, kind)
     if kind == "asgi2":
         return asgi2_to_asgi3(app)
     if kind == "wsgi":
@@ -265,17 +265,22 @@ def _adapt_interface(
     return cast(ASGIApp, app)
 
 
-def _check_wsgi(app: Any) -> None:
-    """Refuse ``--interface wsgi`` for an app that cannot be one, instead of failing on
-    every request."""
+# What --interface KIND calls an app with: the positional arguments it must accept.
+_FORCED_CALLS: Final = {"wsgi": (2, "app(environ, start_response)"), "asgi2": (1, "app(scope)")}
+
+
+def _check_forced(app: Any, kind: str) -> None:
+    """Refuse ``--interface wsgi`` or ``asgi2`` for an app that cannot be one, instead of
+    failing on every request."""
+    arity, call = _FORCED_CALLS[kind]
     if _is_async(app):
         raise AppLoadError(
-            f"--interface wsgi, but {_describe(app)} is an async callable, i.e. an ASGI "
+            f"--interface {kind}, but {_describe(app)} is an async callable, i.e. an ASGI "
             "application; use --interface asgi3 (or auto)"
         )
     arities = _positional_arities(app)
-    if arities is not None and 2 not in arities:
+    if arities is not None and arity not in arities:
         raise AppLoadError(
-            f"--interface wsgi, but {_describe(app)} cannot be called as "
-            f"app(environ, start_response): its signature is {_signature(app)}"
+            f"--interface {kind}, but {_describe(app)} cannot be called as {call}: its "
+            f"signature is {_signature(app)}"
         )
