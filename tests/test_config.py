@@ -104,6 +104,13 @@ def test_flags_map_onto_config() -> None:
     )
 
 
+def test_a_bracketed_ipv6_host_is_the_address() -> None:
+    """``--host [::1]``, as URLs write it, used to fail to bind "[[::1]]:0"."""
+    _, config = parse_args(["m:app", "--host", "[::1]"])
+    assert config.host == "::1"
+    assert Config(host="[::1]") == Config(host="::1")
+
+
 def test_defaults_when_no_flags() -> None:
     assert parse_args(["m:app"]) == ("m:app", Config())
 

@@ -486,6 +486,10 @@ class Config:
     )
 
     def __post_init__(self) -> None:
+        host = self.host
+        if isinstance(host, str) and host.startswith("[") and host.endswith("]"):
+            # An IPv6 address as URLs and --bind write it: the brackets are not part of it.
+            object.__setattr__(self, "host", host[1:-1])
         if self.forwarded_allow_ips is None:  # Uvicorn's variable, read as Uvicorn reads it
             trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
             object.__setattr__(self, "forwarded_allow_ips", trusted)
