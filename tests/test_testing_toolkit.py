@@ -259,9 +259,13 @@ async def test_client_expecting_100_sends_its_body_after_the_go_ahead() -> None:
     assert response.content == b"payload"
 
 
-async def test_client_expecting_100_keeps_its_body_when_answered_first() -> None:
+async def test_client_expecting_100_keeps_its_body_when_answered_first(
+    autojump_clock: Any,
+) -> None:
     async with TestClient(body_echo()) as client:
+        start = trio.current_time()
         response = await client.post("/skip", content=b"payload", headers=EXPECT)
+        assert trio.current_time() == start  # no waiting out CONTINUE_WAIT
         again = await client.get("/skip")
     assert response.informational == [] and response.content == b"skipped"
     assert again.connection_id != response.connection_id  # the body was never sent

@@ -131,7 +131,8 @@ class ClientConnection:
         # Set when a request that expects 100-continue may send its body (a 100 came) or
         # must not (the final response came first).
         self._go_ahead: trio.Event | None = None
-        self._answered = False
+        self._continued = False  # a 100 came for the current request
+        self._answered = False  # its final response came
 
     @property
     def reusable(self) -> bool:
@@ -157,7 +158,7 @@ class ClientConnection:
         elif body is not None:
             headers = [*headers, (b"transfer-encoding", b"chunked")]
         request = h11.Request(method=method, target=target, headers=headers)
-        self._answered = False
+        self._continued = self._answered = False
         await self._send(request)
         if body and _expects_continue(headers) and not await self._may_send_body():
             return  # the server answered without wanting the body
@@ -173,16 +174,21 @@ class ClientConnection:
     async def _may_send_body(self) -> bool:
         """Wait for ``100 Continue`` like curl does: at most ``CONTINUE_WAIT`` seconds (a
         server may ignore the expectation), and not at all once the final response came."""
-        self._go_ahead = trio.Event()
-        with trio.move_on_after(CONTINUE_WAIT):
-            await self._go_ahead.wait()
-        self._go_ahead = None
+        if not (self._continued or self._answered):  # (either may have come already)
+            self._go_ahead = trio.Event()
+            with trio.move_on_after(CONTINUE_WAIT):
+                await self._go_ahead.wait()
+            self._go_ahead = None
         return not self._answered
 
     def _heard(self, status: int) -> None:
-        if status >= 200:
+        if status == 100:
+            self._continued = True
+        elif status >= 200:
             self._answered = True
-        if self._go_ahead is not None and (status == 100 or status >= 200):
+        else:
+            return
+        if self._go_ahead is not None:
             self._go_ahead.set()
 
     async def _send(self, event: h11.Event) -> None:
