@@ -12,7 +12,7 @@ class FIFOLock:
     ``trio.StrictFIFOLock`` always checkpoints and tracks its owner; on the per-message hot
     path that was a tenth of the cost of an echoed WebSocket message. Here taking a free lock
     is one attribute write (``try_acquire``), and a release hands the lock straight to the
-    longest waiter, so writes go out in the order they asked.
+    longest waiter, so tasks get it (and writes go out) in the order they asked.
     """
 
     __slots__ = ("_waiters", "locked")

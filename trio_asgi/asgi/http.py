@@ -131,16 +131,15 @@ class HTTPCycle:
 
     async def _read_body(self) -> Message:
         """The next piece of the body. Tasks of the app that ask at once take turns (only
-        one task may wait on a socket); one that waited re-asks, as the body may have ended
-        or the client left meanwhile."""
+        one task may wait on a socket); one that had to wait asks ``receive()`` again, as
+        the body may have ended, the response completed or the client left meanwhile."""
         lock = self._reading
         if lock is None:
             lock = self._reading = FIFOLock()
         if not lock.try_acquire():
             await lock.acquire()
-            if self._body_done or self._disconnected:
-                lock.release()
-                return await self.receive()
+            lock.release()
+            return await self.receive()
         try:
             return await self._read_body_piece()
         finally:
