@@ -83,9 +83,14 @@ async def open_listeners(
 
 
 def secure(listener: trio.abc.Listener[Any], context: ssl.SSLContext) -> trio.SSLListener[Any]:
-    """A TLS listener over ``listener``. ``https_compatible``: HTTP frames its own messages,
-    so a peer that closes without a TLS close_notify is not an error (RFC 9110 and trio)."""
-    return trio.SSLListener(listener, context, https_compatible=True)
+    """A TLS listener over ``listener``.
+
+    Not trio's ``https_compatible`` mode: in it, closing never sends a close_notify, and RFC
+    9112 9.8 says a server MUST (without one a client cannot tell our close from a truncation
+    attack). Its other half, a peer that leaves without a close_notify, needs no mode: the
+    connection reads that as the end of the stream either way.
+    """
+    return trio.SSLListener(listener, context)
 
 
 async def _open_bind(bind: Bind, config: Config) -> list[trio.abc.Listener[Any]]:

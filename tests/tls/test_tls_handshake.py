@@ -108,3 +108,35 @@ async def test_shutdown_does_not_wait_for_pending_handshakes(
         server.server.request_shutdown()
         assert await stalled.receive_until_eof() == b""
         assert trio.current_time() == start
+
+
+async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+async def test_tls_connection_is_closed_with_close_notify(tls: TLSFiles) -> None:
+    """RFC 9112 9.8: "TLS implementations MUST initiate an exchange of closure alerts before
+    closing a connection"; RFC 8446 6.1: each party MUST send close_notify before closing
+    its write side. The server's listener is made with https_compatible=True, with which
+    trio never sends close_notify: after a "Connection: close" response the server just
+    drops TCP (connection.py's close_stream claims to "close politely (TLS close_notify)").
+    A standard TLS client cannot tell that from a truncation attack."""
+    with trio.fail_after(10):
+        async with tls_server(_hello, **tls.config) as server:
+            raw = await server.connect_raw()
+            # A standard-conforming client (trio's default): a missing close_notify is an error.
+            stream = trio.SSLStream(raw, tls.client_context(), server_hostname="localhost")
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            received = b""
+            try:
+                while chunk := await stream.receive_some():
+                    received += chunk
+            except trio.BrokenResourceError as exc:
+                raise AssertionError(
+                    f"the server closed without close_notify ({exc.__cause__!r}) after {received!r}"
+                ) from None
+            assert received.startswith(b"HTTP/1.1 200 ")
+            assert received.endswith(b"5\r\nhello\r\n0\r\n\r\n")  # chunked, complete
