@@ -14,6 +14,7 @@ wsproto ships an implementation, but as a server we need three things it does no
 
 from __future__ import annotations
 
+import sys
 import zlib
 from typing import Final
 
@@ -70,6 +71,9 @@ class PerMessageDeflate(Extension):
         self._decompressor: zlib._Decompress | None = None
         self._inbound_compressed: bool | None = None  # this message has RSV1 set
         self._in_control_frame = False
+        # A frame of the current message is complete and more are due. (wsproto may ask
+        # about one frame's header twice, when its masking key came in a later read.)
+        self._fragmented = False
         self._inflated = 0  # bytes inflated for the current message
 
     def enabled(self) -> bool:
@@ -123,6 +127,10 @@ class PerMessageDeflate(Extension):
     ) -> CloseReason | RsvBits:
         if rsv.rsv1 and (opcode.iscontrol() or opcode is Opcode.CONTINUATION):
             return CloseReason.PROTOCOL_ERROR  # RSV1 only on the first frame of a message
+        if self._fragmented and (opcode is Opcode.TEXT or opcode is Opcode.BINARY):
+            # A new message inside an unfinished one (RFC 6455 5.4): said here, before its
+            # bytes reach the open message's inflater and fail there as a 1007.
+            return CloseReason.PROTOCOL_ERROR
         # Control frames may sit between the fragments of a message: they must not touch
         # the message's state (wsproto's own extension resets it there).
         self._in_control_frame = opcode.iscontrol()
@@ -141,13 +149,19 @@ class PerMessageDeflate(Extension):
     def frame_inbound_complete(
         self, proto: FrameDecoder | FrameProtocol, fin: bool
     ) -> bytes | CloseReason | None:
-        if not fin or self._in_control_frame:
+        if self._in_control_frame:
+            return None
+        self._fragmented = not fin
+        if not fin:
             return None
         compressed, self._inbound_compressed = self._inbound_compressed, None
         if not compressed:
             return None
         result = self._inflate(_TAIL)
-        if self.client_no_context_takeover:
+        decompressor = self._decompressor
+        # A sender may end each message with a final block instead of a sync flush (RFC 7692
+        # 7.2.3.4): its DEFLATE stream is then over and the next message starts a new one.
+        if self.client_no_context_takeover or (decompressor is not None and decompressor.eof):
             self._decompressor = None
         return result
 
@@ -158,7 +172,8 @@ class PerMessageDeflate(Extension):
         room = self._max_size - self._inflated
         try:
             # One byte past the limit tells "exactly at the limit" from "over it".
-            out = self._decompressor.decompress(data, room + 1)
+            # (zlib takes a C ssize_t: a limit like sys.maxsize would overflow it.)
+            out = self._decompressor.decompress(data, min(room + 1, sys.maxsize))
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         self._inflated += len(out)
