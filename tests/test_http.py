@@ -773,3 +773,38 @@ async def test_no_access_log_when_disabled(caplog: pytest.LogCaptureFixture) -> 
     async with TestClient(hello, access_log=False) as client:
         await client.get("/")
     assert not [r for r in caplog.records if r.name == "trio_asgi.access"]
+
+
+async def test_internal_error_on_one_connection_leaves_the_server_serving(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug of ours on one connection (injected here) closes that connection and is logged;
+    it must not escape into the server's connections nursery and stop everyone's service."""
+    import trio_asgi.connection
+
+    real_scope = trio_asgi.connection.http_scope
+
+    def failing_scope(request: Any, *args: Any) -> dict[str, Any]:
+        if request.target == b"/bug":
+            raise RuntimeError("injected internal error")
+        return real_scope(request, *args)
+
+    monkeypatch.setattr(trio_asgi.connection, "http_scope", failing_scope)
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    async def get(port: int, path: str) -> bytes:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            return await stream.receive_some()
+
+    with trio.fail_after(10):
+        async with serve_in_background(app, host="127.0.0.1") as server:
+            assert await get(server.port, "/bug") == b""  # closed without an answer
+            assert status_of(await get(server.port, "/")) == 200
+    assert "injected internal error" in caplog.text
+    assert "Internal error serving 127.0.0.1:" in caplog.text

@@ -23,6 +23,7 @@ from .config import Config
 from .errors import ClientDisconnected
 from .heartbeat import Heartbeat
 from .locks import FIFOLock
+from .logging import format_address
 from .protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol
 
 if TYPE_CHECKING:
@@ -367,6 +368,12 @@ class Connection:
                     await self.close_stream()
                 elif self.lingering and not self.broken and not self.peer_closed:
                     await self._linger()
+        except Exception:
+            # A bug of ours (the app's exceptions are caught where it is called): it ends this
+            # connection, not the server's connections nursery and everyone else with it.
+            log.exception(
+                "Internal error serving %s; connection closed", format_address(self.info.client)
+            )
         finally:
             self.server.connections.discard(self)
             await self.close_stream()
