@@ -63,6 +63,17 @@ async def test_startup_failure_raises_with_the_message(caplog: pytest.LogCapture
     assert any("database is down" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("trigger", [False, True], ids=["no-trigger", "shutdown-trigger"])
+async def test_serve_raises_startup_failed_itself(trigger: bool) -> None:
+    """``trio_asgi.serve`` raises StartupFailed, not an exception group around it (it did
+    once it opened a nursery of its own for the shutdown trigger)."""
+    events: list[str] = []
+    app = lifespan_app(events, fail_startup="database is down")
+    config = Config(host="127.0.0.1", port=0)
+    with trio.fail_after(10), pytest.raises(StartupFailed, match="database is down"):
+        await serve(app, config, trio.Event() if trigger else None)
+
+
 async def test_shutdown_failure_is_reported() -> None:
     events: list[str] = []
     with pytest.raises(RuntimeError, match="flush failed"):

@@ -120,10 +120,11 @@ class Server:
         *,
         listeners: list[trio.abc.Listener[Any]] | None = None,
         handle_signals: bool = False,
+        shutdown_trigger: trio.Event | None = None,
         task_status: trio.TaskStatus[list[ServerAddress]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run until shut down. ``listeners`` replaces binding the configured address (the
-        test client passes an in-memory one)."""
+        """Run until shut down (``shutdown_trigger`` set: gracefully). ``listeners`` replaces
+        binding the configured address (the test client passes an in-memory one)."""
         config = self.config
         if listeners is None:
             listeners = await open_listeners(config, self.tls)
@@ -133,6 +134,8 @@ class Server:
                 self._root = root
                 if handle_signals:
                     await root.start(self._watch_signals)
+                if shutdown_trigger is not None:
+                    root.start_soon(self._watch_trigger, shutdown_trigger)
                 await root.start(self.state.heartbeat.run)
                 async with self._app_loop(), trio.open_nursery() as app_tasks:
                     try:
@@ -154,6 +157,10 @@ class Server:
 
         if startup_failure is not None:
             raise startup_failure
+
+    async def _watch_trigger(self, trigger: trio.Event) -> None:
+        await trigger.wait()
+        self.request_shutdown()
 
     def _app_loop(self) -> AbstractAsyncContextManager[None]:
         return self._bridge.open() if self._bridge is not None else nullcontext()
@@ -288,14 +295,5 @@ async def serve(
     stops gracefully (stop accepting, let in-flight requests finish within
     ``timeout_graceful_shutdown``, run lifespan shutdown); cancelling stops at once.
     """
-    server = Server(app, config)
-    async with trio.open_nursery() as nursery:
-        if shutdown_trigger is not None:
-
-            async def watch_trigger() -> None:
-                await shutdown_trigger.wait()
-                server.request_shutdown()
-
-            nursery.start_soon(watch_trigger)
-        await server.serve(task_status=task_status)
-        nursery.cancel_scope.cancel()
+    # Errors (BindError, StartupFailed) come out as themselves, not in an exception group.
+    await Server(app, config).serve(shutdown_trigger=shutdown_trigger, task_status=task_status)
