@@ -46,7 +46,7 @@ from .cli import EXIT_FAILED, EXIT_OK, EXIT_STARTUP_FAILED, EXIT_USAGE, fail
 from .config import Config
 from .connection import SERVICE_RESTART
 from .errors import BindError, ConfigError
-from .listeners import listener_url, open_listeners
+from .listeners import UnixSocketListener, listener_url, open_listeners
 from .tls import load_server_tls
 from .worker import (
     GOING_AWAY,
@@ -189,7 +189,16 @@ class Supervisor:
         return EXIT_FAILED if self.forced or self.unclean else EXIT_OK
 
     async def _start_then_roll(self) -> None:
-        if await self._start_all():
+        with trio.CancelScope() as start:
+            if self.reloader is not None:
+                # A newer save gives up a first start still under way, as it does a roll
+                # (request_roll): the first code may hang in its import as well.
+                self._roll_scope = start
+            started = await self._start_all()
+        self._roll_scope = None
+        if start.cancelled_caught:
+            pass  # the roll requested meanwhile starts the newer code
+        elif started:
             self._announce()
         else:
             self._startup_failed()
@@ -215,11 +224,16 @@ class Supervisor:
             log.error("Cannot start a worker process: %s", exc)
             self._last_boot_failure = EXIT_FAILED
             return False
-        if await self._settle(first) is None:
-            for worker in waiting:  # nothing loaded, nothing to drain: no need to wait
-                _kill(worker)
+        ready = None
+        try:
+            ready = await self._settle(first)
+        finally:
+            if ready is None:  # failed, or given up for newer code (--reload): the others
+                for worker in waiting:  # loaded nothing, so there is nothing to drain
+                    _kill(worker)
+        if ready is None:
             return False
-        self._install(self.slots[0], first)
+        self._install(self.slots[0], ready)
         settled: list[Worker | None] = []
 
         async def load(worker: Worker) -> None:
@@ -427,7 +441,7 @@ class Supervisor:
         if self._roll_scope is not None and self.reloader is not None:
             # The newest code wins: a worker still starting with older code (or hanging in
             # it, a breakpoint or an endless loop mid-edit) is given up.
-            log.info("%s: restarting again", reason)
+            log.info("%s: restarting%s", reason, " again" if self._announced else "")
             self._roll_scope.cancel()
         elif self._roll_scope is not None:
             log.info("%s: another rolling restart follows the current one", reason)
@@ -571,6 +585,8 @@ def _listening_socket(listener: trio.abc.Listener[Any]) -> trio.socket.SocketTyp
     wraps it again with its own TLS context)."""
     if isinstance(listener, trio.SSLListener):
         listener = listener.transport_listener
+    if isinstance(listener, UnixSocketListener):  # (the supervisor removes its file at exit)
+        listener = listener.listener
     if not isinstance(listener, trio.SocketListener):
         raise ConfigError(f"workers cannot share a {type(listener).__name__}")
     return listener.socket

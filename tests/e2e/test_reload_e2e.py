@@ -6,8 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import trio
 
-from .supervised import Supervised, http_get, supervised
+from .supervised import TIMEOUT, Supervised, http_get, supervised
 
 pytestmark = pytest.mark.e2e
 
@@ -126,4 +127,26 @@ async def test_a_newer_change_gives_up_a_worker_still_starting(tmp_path: Path) -
         await server.wait_for(r"Reloading: reloadable.py changed: restarting again", since=mark)
         await reloaded(server, mark)
         assert await version(server) == "v2"
+    assert server.process.returncode == 0
+
+
+async def test_a_change_gives_up_an_app_hanging_at_its_first_start(tmp_path: Path) -> None:
+    """The first start is given up for newer code like a roll (README, 'Workers and
+    reload'); it used to wait for the hanging import forever."""
+    project = tmp_path / "project"  # the marker file lies outside the watched directory
+    project.mkdir()
+    importing = tmp_path / "importing"
+    (project / "reloadable.py").write_text(
+        f"import pathlib, time\npathlib.Path({str(importing)!r}).touch()\ntime.sleep(600)\n"
+    )
+    args = ("reloadable:app", "--reload", "--lifespan", "off")
+    async with supervised(*args, cwd=project, listening=False) as server:
+        with trio.fail_after(TIMEOUT):
+            while not importing.exists():  # the worker hangs in the import now
+                await trio.sleep(0.05)
+        write_app(project, "v1")
+        await server.wait_for(r"Reloading: reloadable.py changed: restarting\n")
+        [match] = await server.wait_for(r"listening on http://([\d.]+):(\d+)")
+        server.host, server.port = match.group(1), int(match.group(2))
+        assert await version(server) == "v1"
     assert server.process.returncode == 0

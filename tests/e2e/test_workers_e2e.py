@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -13,6 +16,7 @@ import trio
 
 from .supervised import (
     APP,
+    TIMEOUT,
     Held,
     Supervised,
     get_pid,
@@ -249,3 +253,30 @@ async def test_every_worker_runs_an_asyncio_app_on_its_own_loop() -> None:
             assert held[pid].pid == pid
         for h in held.values():
             await h.close()
+
+
+async def test_workers_serve_a_unix_socket() -> None:
+    """The supervisor shares a unix socket with its workers like a TCP one (it refused it:
+    "workers cannot share a UnixSocketListener"), and removes its file at exit."""
+    # A short directory: a unix socket path holds at most 107 bytes.
+    path = Path(tempfile.mkdtemp(prefix="uds-")) / "app.sock"
+    try:
+        args = (APP, "--workers", "2", "--uds", str(path))
+        async with supervised(*args, listening=False) as server:
+            await server.wait_for(rf"listening on unix:{re.escape(str(path))}")
+            await server.wait_for(r"Worker \d+ ready", count=2)
+            for _ in range(4):
+                with trio.fail_after(TIMEOUT):
+                    stream = await trio.open_unix_socket(str(path))
+                    async with stream:
+                        await stream.send_all(
+                            b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                        )
+                        response = b""
+                        while data := await stream.receive_some():
+                            response += data
+                assert response.startswith(b"HTTP/1.1 200 ")
+        assert server.process.returncode == 0, server.log
+        assert not path.exists()
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
