@@ -48,6 +48,21 @@ StartResponse = Callable[..., Write]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+# Connection-level headers are the server's business (PEP 3333, "Other HTTP Features"; RFC
+# 9110 7.6.1): dropped from a WSGI response, as gunicorn does, except "Connection: close",
+# which the server honours. (wsgiref raises instead, which fails apps that run elsewhere.)
+_HOP_BY_HOP: Final = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
 _OVER: Final = "the server no longer serves this request (it was cancelled or has finished)"
 _WEBSOCKET_DENIAL: Final = b"This server runs a WSGI application, which cannot accept WebSockets.\n"
 
@@ -434,6 +449,10 @@ class _Request:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+        except SystemExit as exc:
+            # In a worker thread sys.exit() ends only the thread, never the process; raised
+            # in the server's task it would stop the server. It is the app's failure: a 500.
+            raise RuntimeError(f"the WSGI app called sys.exit({exc.code!r})") from exc
         except BaseException:
             if self._abandoned:
                 log.debug("WSGI app ended after its request was cancelled", exc_info=True)
@@ -476,8 +495,12 @@ class _Request:
                 exc_info = None  # no reference cycle through the traceback
         elif self._status is not None:
             raise RuntimeError("start_response() called a second time without exc_info")
-        self._status = _parse_status(status)
-        self._headers = _encode_headers(headers)
+        code, encoded = _parse_status(status), _encode_headers(headers)  # both, or neither
+        self._status, self._headers = code, encoded
+        # A replaced head takes what was derived from it along (a failed write() may have
+        # derived it already): the Content-Length countdown and whether a body is allowed.
+        self._remaining = None
+        self._no_body = self._scope["method"] == "HEAD"
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -526,9 +549,14 @@ class _Request:
                     )
                 data = data[:remaining]
                 keep_going = False
+                if not data and not messages:
+                    return False  # the declared length was all sent already
             remaining -= len(data)
             self._remaining = remaining
-            more = remaining > 0
+            # The response ends only when the app returns: until then it may still read
+            # wsgi.input (ASGI answers receive() with http.disconnect once the response is
+            # complete). A one-item list has nothing left to run.
+            more = remaining > 0 or not self._single_chunk
         messages.append({"type": "http.response.body", "body": data, "more_body": more})
         self._head_sent = True
         self._complete = not more
@@ -573,7 +601,10 @@ def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]
         if not isinstance(name, str) or not isinstance(value, str):
             raise TypeError(f"response header {item!r}: name and value must be str")
         try:
-            encoded.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+            lowered, raw = name.lower().encode("latin-1"), value.encode("latin-1")
         except UnicodeEncodeError:
             raise ValueError(f"response header {item!r} is not latin-1 text") from None
+        if lowered in _HOP_BY_HOP and (lowered != b"connection" or raw.lower() != b"close"):
+            continue
+        encoded.append((lowered, raw))
     return encoded
