@@ -239,3 +239,18 @@ async def test_body_read_after_the_last_response_byte_is_not_a_disconnect() -> N
             read = await outcome.wait()
     assert (status, body) == (202, b"accepted\n")
     assert read == b'{"event": 42}', f"the app could not read the body it was sent: {read!r}"
+
+
+async def test_connection_close_from_the_app_is_honoured() -> None:
+    """The one hop-by-hop header an app may set with effect: the server closes after it."""
+
+    def app(environ: Environ, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close")])
+        return [b"bye"]
+
+    keep_alive = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    with trio.fail_after(TIMEOUT):
+        async with serve_in_background(app, interface="wsgi", access_log=False) as server:
+            status, headers, body = split_response(await exchange(server, keep_alive))
+    assert (status, body) == (200, b"bye")
+    assert headers.get("connection") == "close"
