@@ -176,6 +176,12 @@ def test_body_longer_than_content_length_is_refused() -> None:
         (b"GET / HTTP/1.1\nHost: x\r\n\r\n", 400),  # bare LF
         (b"GET / HTTP/1.1\r\nHost: x\n\n", 400),  # bare LF ending the head
         (b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\n\tcontinued\r\n\r\n", 400),  # obs-fold
+        # RFC 9112 3.2: no relative targets, no fragments, "*" only for OPTIONS
+        (b"GET items HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET ?page=2 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /page#section HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET http://x/page#section HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     ],
 )
 def test_malformed_requests_map_to_a_status(raw: bytes, status: int) -> None:
@@ -188,6 +194,22 @@ def test_malformed_requests_map_to_a_status(raw: bytes, status: int) -> None:
     assert response is not None
     assert response.startswith(b"HTTP/1.1 %d " % status)
     assert b"connection: close" in response
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"GET /a/b?c=d HTTP/1.1",
+        b"GET http://example.org/a?b HTTP/1.1",
+        b"GET https://example.org HTTP/1.1",
+        b"OPTIONS * HTTP/1.1",
+        b"CONNECT example.org:443 HTTP/1.1",  # (refused later with 405)
+    ],
+)
+def test_the_four_forms_of_request_target_are_accepted(line: bytes) -> None:
+    p = proto()
+    p.receive_data(line + b"\r\nHost: x\r\n\r\n")
+    assert type(p.next_event()) is h11.Request
 
 
 def test_oversized_head_is_431() -> None:

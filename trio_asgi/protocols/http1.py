@@ -8,6 +8,7 @@ tested with plain synchronous transcripts.
 from __future__ import annotations
 
 import http
+import re
 import time
 from collections.abc import Iterable
 from email.utils import formatdate
@@ -88,6 +89,25 @@ def _check_head(buffered: bytes, max_size: int) -> None:
         raise BadRequest(400, "obsolete line folding in request head")
     if head.count(b"\n") != head.count(b"\r\n"):
         raise BadRequest(400, "bare LF in request head")
+
+
+# absolute-form starts with a URI scheme (RFC 3986 3.1) and "://".
+_ABSOLUTE_FORM: Final = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _check_target(method: bytes, target: bytes) -> None:
+    """RFC 9112 3.2: a request target is a path (origin-form), a URI (absolute-form),
+    ``host:port`` for CONNECT (authority-form) or ``*`` for OPTIONS; never a fragment.
+    h11 takes any visible characters, and a relative ``items`` or ``?a=1`` would reach the
+    app as a path that does not start with "/"."""
+    if b"#" in target:
+        raise BadRequest(400, "a request target cannot hold a fragment (#)")
+    if target[:1] == b"/" or method == b"CONNECT":
+        return
+    if target == b"*" and method == b"OPTIONS":
+        return
+    if _ABSOLUTE_FORM.match(target) is None:
+        raise BadRequest(400, "invalid request target")
 
 
 def _check_length(declared: bytes, body: int, final: bool) -> None:
@@ -183,6 +203,7 @@ class HTTP1Protocol:
         6.3); a front proxy may pick the other one. RFC 9112 6.1 allows refusing such a
         request, and with request smuggling in mind we do.
         """
+        _check_target(request.method, request.target)
         length: int | None = None
         encoded = False
         upgrade = False
