@@ -177,6 +177,32 @@ async def test_subprotocol_not_offered_is_an_app_error() -> None:
     assert "not offered" in str(errors[0])
 
 
+@pytest.mark.parametrize(
+    "name", [b"sec-websocket-protocol", b"sec-websocket-extensions", b"Sec-WebSocket-Accept"]
+)
+async def test_accept_headers_the_handshake_owns_are_an_app_error(name: bytes) -> None:
+    """The server writes these from the negotiation; an app's copy could claim an extension
+    that is not in force (the client would then misread compressed frames)."""
+    errors: list[BaseException] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        try:
+            await send({"type": "websocket.accept", "headers": [(name, b"permessage-deflate")]})
+        except ASGIProtocolError as exc:
+            errors.append(exc)
+            raise
+
+    async with TestClient(app, raise_app_exceptions=False) as client:
+        with pytest.raises(WebSocketDenied) as info:
+            async with client.websocket("/"):
+                pass
+    assert info.value.status_code == 500
+    assert len(errors) == 1
+
+
 async def test_close_before_accept_is_403() -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "websocket":

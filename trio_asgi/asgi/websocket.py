@@ -66,6 +66,9 @@ _DECIDED.set()
 # "Not yet" for a time; one shared float instead of a new ``-math.inf`` per session.
 _NEVER: Final = -math.inf
 
+# Headers of the 101 that the server writes from the negotiation, never the app.
+_HANDSHAKE_HEADERS: Final = frozenset({b"sec-websocket-accept", b"sec-websocket-extensions"})
+
 # Session states.
 _CONNECTING: Final = 0  # handshake received, app has not decided
 _RESPONDING: Final = 1  # app is sending a denial response (websocket.http.response.*)
@@ -434,8 +437,13 @@ class WebSocketSession:
             raise ASGIProtocolError(
                 "websocket.accept header names and values must be bytes"
             ) from None
-        if any(name == b"sec-websocket-protocol" for name, _ in extra):
-            raise ASGIProtocolError("use 'subprotocol', not a sec-websocket-protocol header")
+        for name, _ in extra:
+            if name == b"sec-websocket-protocol":
+                raise ASGIProtocolError("use 'subprotocol', not a sec-websocket-protocol header")
+            if name in _HANDSHAKE_HEADERS:
+                # A second copy could claim an extension that is not in force, or break the
+                # client's check of the accept key.
+                raise ASGIProtocolError(f"the server writes {name.decode()} itself")
         config = self._conn.config
         supported: list[Extension] = (
             [PerMessageDeflate(config.ws_max_size)] if config.ws_per_message_deflate else []
