@@ -70,6 +70,16 @@ def test_first_acceptable_of_several_offers_wins() -> None:
     assert ext.client_no_context_takeover
 
 
+def test_a_declined_offer_leaves_no_setting_behind() -> None:
+    # The first offer names a window, then fails on an unknown parameter; the plain offer
+    # accepted after it must compress with the full window.
+    accepted, ext = negotiate(
+        "permessage-deflate; server_max_window_bits=9; x_unknown, permessage-deflate"
+    )
+    assert accepted == b"permessage-deflate"
+    assert ext.server_max_window_bits == 15
+
+
 def test_parse_offer() -> None:
     assert parse_offer('permessage-deflate; a; b=1; c="2"') == {"a": None, "b": "1", "c": "2"}
     assert parse_offer("permessage-deflate;;") is None

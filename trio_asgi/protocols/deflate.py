@@ -93,6 +93,7 @@ class PerMessageDeflate(Extension):
         if params is None:
             return None
         response = []
+        window_bits = 15
         for key, value in params.items():
             if key in _FLAG_PARAMS:
                 if value is not None:
@@ -103,7 +104,7 @@ class PerMessageDeflate(Extension):
                 # zlib cannot produce raw deflate with an 8-bit window: decline such offers.
                 if bits is None or bits < 9:
                     return None
-                self.server_max_window_bits = bits
+                window_bits = bits
                 response.append(f"server_max_window_bits={bits}")
             elif key == "client_max_window_bits":
                 # A hint that the client may limit its window; our 15-bit inflater reads any.
@@ -111,6 +112,7 @@ class PerMessageDeflate(Extension):
                     return None
             else:
                 return None  # unknown parameter
+        self.server_max_window_bits = window_bits  # (only now: a declined offer sets nothing)
         self.server_no_context_takeover = "server_no_context_takeover" in params
         self.client_no_context_takeover = "client_no_context_takeover" in params
         self._enabled = True
