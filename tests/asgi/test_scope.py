@@ -69,6 +69,22 @@ def test_http_scope_keys() -> None:
     }
 
 
+def test_absolute_form_target_replaces_host() -> None:
+    """RFC 9112 3.2.2: the origin server MUST ignore Host and use the target's authority."""
+    headers = [(b"Host", b"wrong.example"), (b"Accept", b"*/*")]
+    scope = http_scope(request(b"http://user@right.example:8080/p?q", headers), INFO, {})
+    assert scope["headers"] == [(b"host", b"right.example:8080"), (b"accept", b"*/*")]
+    assert (scope["path"], scope["query_string"]) == ("/p", b"q")
+
+
+def test_asterisk_form_is_not_put_under_the_root_path() -> None:
+    info = ConnectionInfo(client=None, server=None, root_path="/mount")
+    options = h11.Request(method="OPTIONS", target=b"*", headers=[(b"Host", b"x")])
+    scope = http_scope(options, info, {})
+    assert (scope["path"], scope["raw_path"], scope["root_path"]) == ("*", b"*", "/mount")
+    assert http_scope(request(b"/a"), info, {})["path"] == "/mount/a"
+
+
 def test_common_header_names_are_shared_between_scopes() -> None:
     """An open WebSocket keeps its scope: the usual header names are one object for all."""
     headers = [(b"Host", b"x"), (b"User-Agent", b"ua"), (b"X-Custom", b"1")]

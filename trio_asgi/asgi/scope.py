@@ -79,6 +79,17 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     return raw_path, query
 
 
+def _host_from_target(
+    target: bytes, headers: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """RFC 9112 3.2.2: with an absolute-form target the server MUST ignore Host and use the
+    target's authority instead (userinfo is not part of it)."""
+    authority = urlsplit(target).netloc.rpartition(b"@")[2]
+    if not authority:
+        return headers
+    return [(name, authority if name == b"host" else value) for name, value in headers]
+
+
 def decode_path(raw_path: bytes) -> str:
     """Percent-decoded UTF-8 path; h11 only lets ASCII through, so decoding cannot fail."""
     text = raw_path.decode("ascii")
@@ -96,8 +107,16 @@ def _scope(
     extensions: dict[str, dict[object, object]],
 ) -> dict[str, Any]:
     """The keys HTTP and WebSocket scopes share (ASGI spec 2.5, "Connection Scope")."""
-    raw_path, query = split_target(request.target)
+    target = request.target
+    raw_path, query = split_target(target)
     root = info.root_path
+    path = root + decode_path(raw_path)
+    full_raw_path = root.encode("utf-8") + raw_path if root else raw_path
+    if raw_path == b"*":  # OPTIONS *: the server as a whole, not a path under the root
+        path, full_raw_path = "*", raw_path
+    headers = [(_COMMON_NAMES.get(name, name), value) for name, value in request.headers]
+    if target[:1] != b"/" and raw_path != b"*":
+        headers = _host_from_target(target, headers)
     if info.tls is not None:
         extensions["tls"] = info.tls.scope_extension()
     scope: dict[str, Any] = {
@@ -105,11 +124,11 @@ def _scope(
         "asgi": {"version": ASGI_VERSION, "spec_version": SPEC_VERSION},
         "http_version": request.http_version.decode("ascii"),
         "scheme": scheme,
-        "path": root + decode_path(raw_path),
-        "raw_path": root.encode("utf-8") + raw_path if root else raw_path,
+        "path": path,
+        "raw_path": full_raw_path,
         "query_string": query,
         "root_path": root,
-        "headers": [(_COMMON_NAMES.get(name, name), value) for name, value in request.headers],
+        "headers": headers,
         "client": info.client,
         "server": info.server,
         "state": state.copy(),
