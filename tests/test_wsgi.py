@@ -435,6 +435,25 @@ async def test_app_mistakes_give_500_and_a_clear_log(
     assert message in caplog.text
 
 
+async def test_a_type_error_inside_the_apps_iterable_is_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not reported as "not an iterable": the app's own error, with its own message."""
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            raise TypeError("the template engine failed")
+
+    def app(environ: Environ, start_response: Any) -> Body:
+        start_response("200 OK", [])
+        return Body()
+
+    async with TestClient(app, interface="wsgi", raise_app_exceptions=False) as client:
+        assert (await client.get("/")).status_code == 500
+    assert "the template engine failed" in caplog.text
+    assert "not an iterable" not in caplog.text
+
+
 async def test_exception_before_start_response_is_a_500() -> None:
     def app(environ: Environ, start_response: Any) -> list[bytes]:
         raise Boom("broken view")

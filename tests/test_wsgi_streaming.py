@@ -416,3 +416,37 @@ async def test_over_a_real_socket_with_httpx() -> None:
                 streamed.append(line)
     assert response.text == "received 4194304\nline 0\nline 1\nline 2\n"
     assert streamed == ["received 0", "line 0", "line 1", "line 2"]
+
+
+def test_a_thread_that_outlives_the_server_gets_client_disconnected() -> None:
+    """README: a thread the server stopped waiting for gets ClientDisconnected from its next
+    call into the server, also once the server's trio run has ended (it got trio's
+    RunFinishedError)."""
+    started = threading.Event()
+    release = threading.Event()
+    outcome: list[BaseException] = []
+    done = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        write = start_response("200 OK", [])
+        started.set()
+        release.wait(THREAD_WAIT)
+        try:
+            write(b"too late")
+        except BaseException as exc:
+            outcome.append(exc)
+        done.set()
+        return []
+
+    async def main() -> None:
+        config = {"interface": "wsgi", "timeout_graceful_shutdown": 0, "access_log": False}
+        async with serve_in_background(app, **config) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert await trio.to_thread.run_sync(started.wait, THREAD_WAIT)
+        await stream.aclose()
+
+    trio.run(main)  # returns without waiting for the app's thread
+    release.set()
+    assert done.wait(THREAD_WAIT)
+    assert len(outcome) == 1 and isinstance(outcome[0], ClientDisconnected), outcome

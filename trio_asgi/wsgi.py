@@ -426,10 +426,16 @@ class _Request:
         raise ClientDisconnected(_OVER)
 
     def _read_body(self) -> tuple[bytes, bool]:
-        return trio.from_thread.run(self._pull, trio_token=self._token)
+        try:
+            return trio.from_thread.run(self._pull, trio_token=self._token)
+        except trio.RunFinishedError:  # a thread left behind by a server that has stopped
+            raise ClientDisconnected(_OVER) from None
 
     def _bridge(self, messages: list[Message]) -> None:
-        trio.from_thread.run(self._deliver, messages, trio_token=self._token)
+        try:
+            trio.from_thread.run(self._deliver, messages, trio_token=self._token)
+        except trio.RunFinishedError:
+            raise ClientDisconnected(_OVER) from None
 
     # -- the app's thread ----------------------------------------------------------------
 
@@ -461,12 +467,11 @@ class _Request:
             errors.flush()
 
     def _respond(self, result: Iterable[bytes]) -> None:
-        try:
-            iterator = iter(result)
-        except TypeError:
-            raise TypeError(
-                f"the WSGI app returned {type(result).__name__}, not an iterable of bytes"
-            ) from None
+        kind = type(result)
+        if not (hasattr(kind, "__iter__") or hasattr(kind, "__getitem__")):
+            # (Asked of the type: a TypeError from inside the app's own __iter__ is its own.)
+            raise TypeError(f"the WSGI app returned {kind.__name__}, not an iterable of bytes")
+        iterator = iter(result)
         # A one-item list is the whole body: send its length instead of chunking (PEP 3333).
         self._single_chunk = isinstance(result, list | tuple) and len(result) == 1
         for chunk in iterator:
