@@ -454,6 +454,28 @@ async def test_a_type_error_inside_the_apps_iterable_is_its_own(
     assert "not an iterable" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "header", [("X-A", "1\r\nSet-Cookie: x=1"), ("X A", "1"), ("X-A", "nul\x00")]
+)
+async def test_invalid_headers_fail_in_start_response_where_the_app_can_handle_it(
+    header: tuple[str, str],
+) -> None:
+    """PEP 3333: checked when start_response() is called, so the app's own error handling
+    runs (it used to fail only when the head was sent: the server's generic 500)."""
+
+    def app(environ: Environ, start_response: Any) -> list[bytes]:
+        try:
+            start_response("200 OK", [header])
+        except ValueError:
+            start_response("502 Bad Gateway", [("Content-Type", "text/plain")])
+            return [b"handled by the app"]
+        return [b"not refused"]
+
+    async with TestClient(app, interface="wsgi") as client:
+        response = await client.get("/")
+    assert (response.status_code, response.content) == (502, b"handled by the app")
+
+
 async def test_exception_before_start_response_is_a_500() -> None:
     def app(environ: Environ, start_response: Any) -> list[bytes]:
         raise Boom("broken view")

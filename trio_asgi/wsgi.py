@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import io
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Final
@@ -51,6 +52,8 @@ _NO_BODY_STATUSES: Final = frozenset({204, 304})
 # Connection-level headers are the server's business (PEP 3333, "Other HTTP Features"; RFC
 # 9110 7.6.1): dropped from a WSGI response, as gunicorn does, except "Connection: close",
 # which the server honours. (wsgiref raises instead, which fails apps that run elsewhere.)
+_TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-z]+")  # RFC 9110 5.6.2, lower-cased
+_FORBIDDEN_IN_VALUE: Final = re.compile(rb"[\x00\r\n]")
 _HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
@@ -609,6 +612,10 @@ def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]
             lowered, raw = name.lower().encode("latin-1"), value.encode("latin-1")
         except UnicodeEncodeError:
             raise ValueError(f"response header {item!r} is not latin-1 text") from None
+        if _TOKEN.fullmatch(lowered) is None or _FORBIDDEN_IN_VALUE.search(raw) is not None:
+            # Checked here, not only when the head is sent, so the app's own error handling
+            # still runs (PEP 3333: servers should check headers when start_response is called).
+            raise ValueError(f"response header {item!r} is not a valid HTTP header")
         if lowered in _HOP_BY_HOP and (lowered != b"connection" or raw.lower() != b"close"):
             continue
         encoded.append((lowered, raw))
