@@ -30,6 +30,7 @@ from trio_asgi.testing import Closed, TestClient
 pytest.importorskip("trio_asyncio")
 
 Scope = dict[str, Any]
+Message = dict[str, Any]
 
 
 async def respond(send: Any, body: bytes, status: int = 200) -> None:
@@ -171,6 +172,53 @@ async def test_an_asyncio_timeout_on_receive_cancels_the_trio_call_and_loses_not
             assert await ws.receive_text() == "timed out"
             await ws.send_text("m1")
             assert await ws.receive_text() == "got m1"
+
+
+@pytest.mark.parametrize("when", ["before-the-message", "with-the-message", "after-the-call"])
+async def test_a_receive_cancelled_as_its_message_arrives_loses_nothing(when: str) -> None:
+    """An asyncio task cancelled just as (or after) the trio side took its message: the
+    message comes from the next receive(), in order (it was lost)."""
+    arrived = trio.Event()
+    taken = 0
+
+    async def server_receive() -> Message:
+        nonlocal taken
+        await arrived.wait()
+        taken += 1
+        return {"type": "test.message", "n": taken}
+
+    async def server_send(message: Message) -> None:
+        raise AssertionError("not used")
+
+    got: list[object] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        first = asyncio.ensure_future(receive())
+        while arrived.statistics().tasks_waiting == 0:  # the trio side waits now
+            await asyncio.sleep(0)
+        if when == "before-the-message":
+            first.cancel()
+            arrived.set()
+        elif when == "with-the-message":
+            arrived.set()
+            first.cancel()
+        else:
+            arrived.set()
+            while taken == 0:
+                await asyncio.sleep(0)
+            first.cancel()
+        try:
+            got.append(await first)
+        except asyncio.CancelledError:
+            got.append("cancelled")
+        got.append(await receive())
+
+    bridge = AsyncioBridge(app)
+    async with bridge.open():
+        with trio.fail_after(5):
+            await bridge({"type": "http"}, server_receive, server_send)
+    messages = [item for item in got if item != "cancelled"]
+    assert messages[0] == {"type": "test.message", "n": 1}, got
 
 
 async def test_shutdown_drains_then_cancels_the_asyncio_task(autojump_clock: MockClock) -> None:

@@ -163,13 +163,15 @@ def _speed_up(loop: Any) -> None:
 class _Call:
     """One ``receive()``/``send()`` of the asyncio side, waiting for a servant."""
 
-    __slots__ = ("args", "fn", "future", "servant")
+    __slots__ = ("args", "finished", "fn", "future", "servant")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], future: Any) -> None:
         self.fn = fn
         self.args = args
         self.future: asyncio.Future[Any] = future
         self.servant: _Servant | None = None  # the one running it
+        # Set once the trio side is done with it, if someone waits for that (given up on).
+        self.finished: asyncio.Future[None] | None = None
 
 
 class _Servant:
@@ -186,7 +188,17 @@ class _Servant:
 class _BridgedCall:
     """One app call (a request, a WebSocket session or the lifespan) across the bridge."""
 
-    __slots__ = ("_app_task", "_idle", "_loop", "_main", "_nursery", "_receive", "_send")
+    __slots__ = (
+        "_app_task",
+        "_idle",
+        "_loop",
+        "_main",
+        "_nursery",
+        "_receive",
+        "_given_up",
+        "_send",
+        "_unclaimed",
+    )
 
     def __init__(self, loop: Any, receive: Receive, send: Send) -> None:
         self._loop = loop
@@ -196,10 +208,21 @@ class _BridgedCall:
         self._nursery: trio.Nursery | None = None
         self._main: Task | None = None
         self._app_task: asyncio.Task[None] | None = None
+        # Messages a cancelled receive() had already taken from the server, in order: the
+        # next receive() returns them (the cancellation came as, or after, the trio call
+        # completed, so it could not be stopped any more).
+        self._unclaimed: list[Message] = []
+        self._given_up: _Call | None = None  # a cancelled receive() the trio side still runs
 
     # -- the asyncio side ------------------------------------------------------------------
 
     async def receive(self) -> Message:
+        given_up = self._given_up
+        if given_up is not None and given_up.finished is not None:
+            # Its message, if it got one, comes first: wait until the trio side is done.
+            await asyncio.shield(given_up.finished)
+        if self._unclaimed:
+            return self._unclaimed.pop(0)
         return await self._submit(self._receive, ())  # type: ignore[no-any-return]
 
     async def send(self, message: Message) -> None:
@@ -215,15 +238,27 @@ class _BridgedCall:
             self._nursery.start_soon(self._serve, call)
         else:  # a task the app left behind calls after the app returned
             raise RuntimeError("ASGI receive/send called after the application returned")
+        future = call.future
         try:
-            return await call.future
+            return await future
         except asyncio.CancelledError:
             # The asyncio task waiting for this call was cancelled: stop the trio side too,
             # so that e.g. a cancelled receive() does not take the next message.
             servant = call.servant
             if servant is not None and servant.call is call and servant.scope is not None:
                 servant.scope.cancel()
+                if fn is self._receive:  # it may still complete: the next receive() waits
+                    call.finished = self._loop.create_future()
+                    self._given_up = call
+            if not future.cancelled() and future.exception() is None:
+                self._keep(call, future.result())  # it had its answer, but never resumed
             raise
+
+    def _keep(self, call: _Call, result: Any) -> None:
+        """A result the asyncio side gave up on: a message received stays for the next
+        ``receive()`` (what was sent is sent; nothing to keep)."""
+        if call.fn is self._receive:
+            self._unclaimed.append(result)
 
     async def _run_app(self, app: ASGIApp, scope: Scope) -> None:
         try:
@@ -323,8 +358,14 @@ class _BridgedCall:
         else:
             if not future.done():
                 future.set_result(result)
+            else:  # cancelled while the trio call was already done, waiting to resume us
+                self._keep(call, result)
         finally:
             servant.call = None
+            if call.finished is not None:
+                call.finished.set_result(None)
+                if self._given_up is call:
+                    self._given_up = None
 
     async def _park(self, servant: _Servant) -> _Call:
         self._idle.append(servant)
