@@ -190,12 +190,12 @@ class _BridgedCall:
 
     __slots__ = (
         "_app_task",
+        "_given_up",
         "_idle",
         "_loop",
         "_main",
         "_nursery",
         "_receive",
-        "_given_up",
         "_send",
         "_unclaimed",
     )
