@@ -271,12 +271,20 @@ class Server:
     ) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
+            signalled = False
             async for signum in signals:
-                if self._stop.is_set():
-                    log.warning("Received %s again: stopping now", signal.Signals(signum).name)
+                name = signal.Signals(signum).name
+                # "Again" means a second signal: a stop we began ourselves (--limit-max-requests,
+                # a trigger) is no reason to cut the requests of a service manager's SIGTERM.
+                if signalled:
+                    log.warning("Received %s again: stopping now", name)
                     self.force_shutdown()
                     return
-                log.info("Received %s: shutting down gracefully", signal.Signals(signum).name)
+                signalled = True
+                if self._stop.is_set():
+                    log.info("Received %s: already shutting down gracefully", name)
+                else:
+                    log.info("Received %s: shutting down gracefully", name)
                 self.request_shutdown()
 
 

@@ -324,3 +324,47 @@ async def test_without_trio_asyncio_an_asyncio_app_exits_2_with_one_line(tmp_pat
         "trio-asgi: error: a Quart instance is a Quart app, which runs on asyncio: install "
         "trio-asyncio to serve it (pip install 'trio-asgi[asyncio]'), or pass --app-loop trio\n"
     )
+
+
+SLOW_APP = textwrap.dedent(
+    """
+    import pathlib
+
+    import trio
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":
+            pathlib.Path("slow-started").touch()
+            await trio.sleep(1)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+    """
+)
+
+
+async def test_a_signal_during_a_shutdown_the_server_began_itself_is_still_graceful(
+    tmp_path: Path,
+) -> None:
+    """--limit-max-requests began a graceful stop; a service manager's SIGTERM then is its
+    first signal, not a second one: the request in flight still finishes (it was cut)."""
+    (tmp_path / "slow_app.py").write_text(SLOW_APP)
+    async with server("slow_app:app", "--limit-max-requests", "1", cwd=tmp_path) as running:
+        async with httpx.AsyncClient(timeout=10) as http, trio.open_nursery() as nursery:
+            slow: list[httpx.Response] = []
+
+            async def get_slow() -> None:
+                slow.append(await http.get(running.url + "/slow"))
+
+            nursery.start_soon(get_slow)
+            with trio.fail_after(10):
+                while not (tmp_path / "slow-started").exists():
+                    await trio.sleep(0.02)
+            assert (await http.get(running.url + "/fast")).status_code == 200
+            running.send_signal(signal.SIGTERM)
+        assert await running.wait() == 0
+    assert slow[0].status_code == 200 and slow[0].text == "/slow"
+    log = running.stderr.decode()
+    assert "Received SIGTERM: already shutting down gracefully" in log
+    assert "again" not in log
