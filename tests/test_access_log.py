@@ -131,6 +131,13 @@ async def test_control_characters_are_escaped(caplog: pytest.LogCaptureFixture) 
     assert line == "/a\\nb\\x1b c=%0A POST /a\\nb\\x1b?c=%0A HTTP/1.1"
 
 
+async def test_quotes_and_backslashes_cannot_forge_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    line = await http_line(caplog, '"{request_line}" {status}', url='/a%22%20200%20x%5Cn"')
+    assert line == '"POST /a\\x22 200 x\\\\n\\x22 HTTP/1.1" 201'
+
+
 async def test_websocket_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="trio_asgi.access")
     fmt = (

@@ -38,11 +38,13 @@ def format_address(address: tuple[str, int | None] | None) -> str:
 
 
 def printable(text: str) -> str:
-    """Control characters escaped, so a request cannot forge extra log lines (a path is
-    percent-decoded: ``%0A`` is a newline)."""
-    if text.isprintable():
+    r"""Control characters escaped, so a request cannot forge extra log lines (a path is
+    percent-decoded: ``%0A`` is a newline); ``"`` too (as ``\x22``, like nginx), so a path
+    cannot close the quoted request line and forge the fields after it, and ``\`` (doubled),
+    so an escape in the log is never one the client typed."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
         return text
-    return text.encode("unicode_escape").decode("ascii")
+    return text.encode("unicode_escape").decode("ascii").replace('"', "\\x22")
 
 
 class AccessLine:
