@@ -808,3 +808,20 @@ async def test_internal_error_on_one_connection_leaves_the_server_serving(
             assert status_of(await get(server.port, "/")) == 200
     assert "injected internal error" in caplog.text
     assert "Internal error serving 127.0.0.1:" in caplog.text
+
+
+async def test_a_crashing_app_answering_a_head_request_gets_its_client_a_500() -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            raise RuntimeError("broken view")
+
+    with trio.fail_after(10):
+        async with serve_in_background(app, host="127.0.0.1", access_log=False) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+                response = b""
+                while chunk := await stream.receive_some():
+                    response += chunk
+    assert status_of(response) == 500
+    assert response.endswith(b"\r\n\r\n")  # the head only

@@ -99,6 +99,7 @@ class ServerState:
         return self.config.access_log and access_logger.isEnabledFor(logging.INFO)
 
     requests: int = 0
+    requests_begun: int = 0  # HTTP requests handed to the app (see Connection._is_last_request)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)  # WebSocket keepalive timer
     on_request_limit: Callable[[], None] | None = None  # the server's graceful shutdown
 
@@ -478,8 +479,7 @@ class Connection:
                 self.upgrade = request
                 return True
             self.requests_served += 1
-            limit = self.config.limit_max_requests_per_connection
-            self.last_request = limit is not None and self.requests_served >= limit
+            self.last_request = self._is_last_request()
             scope = http_scope(request, self.info, self.server.lifespan_state)
             cycle = HTTPCycle(self, proto, request, scope)
             self.cycle = cycle
@@ -495,6 +495,19 @@ class Connection:
             if not await self._prepare_next_cycle(proto, request):
                 return False
             first = False
+
+    def _is_last_request(self) -> bool:
+        """This connection closes after the request just begun: its response says so."""
+        # --limit-max-requests: the server stops once that many are done, so every request
+        # begun from the limit on is the last one on its connection.
+        server = self.server
+        server.requests_begun += 1
+        config = self.config
+        per_connection = config.limit_max_requests_per_connection
+        in_all = config.limit_max_requests
+        return (per_connection is not None and self.requests_served >= per_connection) or (
+            in_all is not None and server.requests_begun >= in_all
+        )
 
     async def _next_request(self, proto: HTTP1Protocol, *, first: bool) -> h11.Request | None:
         """The next request head, ``None`` when the connection should just close.

@@ -347,9 +347,11 @@ async def accept_loop(
 ) -> None:
     """Accept forever, starting ``handler(stream)`` in ``nursery`` for each connection.
 
-    With ``slots``, a connection slot is taken *before* accepting and given back when the
-    handler ends: at the limit we simply stop accepting, and new clients wait in the
-    kernel's listen backlog instead of being accepted only to be refused.
+    With ``slots``, a connection slot is taken before a connection is handled and given
+    back when the handler ends. At the limit the loop waits for a slot with the connection
+    it just accepted and takes no other, so new clients wait in the kernel's listen backlog
+    instead of being accepted only to be refused. (Taking the slot *before* accepting held
+    one per listener idle: with several binds, those slots served no one.)
     """
     backlog = _Backlog(listener)
     try:
@@ -384,13 +386,9 @@ async def _accept_forever(
     logged_at = -math.inf
     level = logging.ERROR
     while True:
-        if slots is not None:
-            await slots.acquire()
         try:
             stream = await listener.accept()
         except OSError as exc:
-            if slots is not None:
-                slots.release()
             if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                 raise
             if not exhausted:
@@ -408,6 +406,12 @@ async def _accept_forever(
             await trio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
             continue
+        if slots is not None:
+            try:
+                await slots.acquire()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
         _start(stream, nursery, handler, slots)
         if exhausted:
             log.log(

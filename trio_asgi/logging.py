@@ -76,6 +76,23 @@ def log_http_access(cycle: HTTPCycle, duration: float) -> None:
     )
 
 
+def log_websocket_denied(session: WebSocketSession, duration: float) -> None:
+    """A handshake answered with an HTTP status (the app closed before accepting, sent a
+    denial response, or failed): logged as the HTTP request it was, in the HTTP format."""
+    config = session._conn.config
+    line_format = compile_format(config.access_log_format, "http")
+    access_logger.info(
+        AccessLine(
+            line_format,
+            session.scope,
+            duration,
+            status=session._denial_status,
+            size=session._denial_sent,
+            response_headers=(),
+        )
+    )
+
+
 def log_websocket_open(session: WebSocketSession) -> None:
     if session._conn.config.access_log_ws_format != DEFAULT_WS_ACCESS_FORMAT:
         return  # a custom format means one line per session, written when it ends

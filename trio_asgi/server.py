@@ -249,6 +249,9 @@ class Server:
             and len(self.state.connections) >= limit
         ):
             connection.overloaded = True
+        # Counted from now, not from when its task first runs: the accept loop starts a
+        # whole burst of connections before any of their tasks runs.
+        self.state.connections.add(connection)
         return connection
 
     async def _handshake(self, stream: trio.SSLStream[Any], client: Any) -> bool:

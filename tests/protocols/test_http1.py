@@ -220,6 +220,20 @@ def test_oversized_head_is_431() -> None:
     assert info.value.status == 431
 
 
+def test_error_response_to_a_head_request_has_no_body() -> None:
+    """It was None (h11 refuses a body after a HEAD): a crashing app's client got no 500."""
+    p = proto()
+    p.receive_data(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    p.next_event()
+    response = p.error_response(500)
+    assert response is not None
+    [head, end] = parse_response(response, method=b"HEAD")
+    assert isinstance(head, h11.Response) and head.status_code == 500
+    assert (b"content-length", b"22") in head.headers
+    assert isinstance(end, h11.EndOfMessage)
+    assert response.endswith(b"\r\n\r\n")
+
+
 def test_error_response_impossible_mid_response() -> None:
     p = proto()
     p.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from .._types import Message
+from ..connection import WRITE_PIECE
 from ..errors import ASGIProtocolError, ClientDisconnected
 from ..protocols.http1 import InvalidResponse
 
@@ -115,10 +116,16 @@ async def _send_range(cycle: HTTPCycle, fd: int, offset: int, count: int, *, fin
 async def _sendfile(
     conn: Any, socket: trio.socket.SocketType, fd: int, offset: int, count: int
 ) -> None:
-    """Kernel-side copy to a non-blocking socket: wait until writable, send what fits."""
+    """Kernel-side copy to a non-blocking socket: wait until writable, send what fits.
+
+    Each WRITE_PIECE of the range must go out within the write timeout, as for any other
+    body (a wait for writability alone covers only the few KiB the socket takes at once:
+    a client reading a trickle would hold the download open forever)."""
     end = offset + count
+    piece_end = offset + WRITE_PIECE
+    deadline = trio.current_time() + conn.write_timeout
     while offset < end:
-        with trio.move_on_after(conn.write_timeout) as scope:
+        with trio.move_on_at(deadline) as scope:
             await trio.lowlevel.wait_writable(socket)
         if scope.cancelled_caught:
             conn.broken = True
@@ -136,6 +143,9 @@ async def _sendfile(
             conn.broken = True
             raise ASGIProtocolError("file ended before the announced number of bytes")
         offset += sent
+        if offset >= piece_end:  # a whole piece went out in time: the next one's turn
+            piece_end = offset + WRITE_PIECE
+            deadline = trio.current_time() + conn.write_timeout
 
 
 async def _copy(conn: Any, fd: int, offset: int, count: int) -> None:

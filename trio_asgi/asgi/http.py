@@ -20,7 +20,13 @@ from ..asyncio_apps import add_asyncio_hint
 from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
 from ..locks import FIFOLock
 from ..logging import log_http_access
-from ..protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, InvalidResponse
+from ..protocols.http1 import (
+    NEED_DATA,
+    BadRequest,
+    HTTP1Protocol,
+    InvalidResponse,
+    error_body,
+)
 from .files import send_file_range, send_path
 from .messages import header_list, message_type
 
@@ -46,6 +52,27 @@ _COMPLETE: Final = 4  # the whole response was produced
 _DISCONNECT: Final = "http.disconnect"
 _BYTES: Final = (bytes, bytearray, memoryview)  # a tuple: `a | b` would build a union per call
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+# Fields that must be known before the content (framing, routing, connection, content
+# format, authentication), so never in trailers (RFC 9110 6.5.1).
+_NOT_IN_TRAILERS: Final = frozenset(
+    {
+        b"authorization",
+        b"connection",
+        b"content-encoding",
+        b"content-length",
+        b"content-range",
+        b"content-type",
+        b"host",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"www-authenticate",
+    }
+)
 
 
 class HTTPCycle:
@@ -315,7 +342,12 @@ class HTTPCycle:
                 "http.response.trailers needs 'trailers': True in http.response.start and "
                 "must follow the last http.response.body"
             )
-        self._trailers.extend(header_list(message.get("headers", ())))
+        for name, value in header_list(message.get("headers", ())):
+            if bytes(name).lower() in _NOT_IN_TRAILERS:
+                # Useless after the body and dangerous to a peer that believes them.
+                log.warning("Dropped trailer field %r (RFC 9110 6.5.1)", bytes(name))
+            else:
+                self._trailers.append((name, value))
         if message.get("more_trailers", False):
             return
         trailers = self._trailers if self._may_send_trailers() else []
@@ -442,7 +474,9 @@ class HTTPCycle:
         try:
             await self._conn.send(response)
         except ClientDisconnected:
-            pass
+            return
+        if self.request.method != b"HEAD":
+            self.bytes_sent = len(error_body(status, detail))  # what the access log reports
 
     # -- reporting -----------------------------------------------------------------------
 

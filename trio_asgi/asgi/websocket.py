@@ -25,9 +25,9 @@ from wsproto.extensions import Extension
 from .._types import ASGIApp, Message
 from ..asyncio_apps import add_asyncio_hint
 from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconnects
-from ..logging import log_websocket_close, log_websocket_open
+from ..logging import log_websocket_close, log_websocket_denied, log_websocket_open
 from ..protocols.deflate import PerMessageDeflate
-from ..protocols.http1 import HTTP1Protocol, InvalidResponse
+from ..protocols.http1 import HTTP1Protocol, InvalidResponse, error_body
 from ..protocols.websocket import (
     ABNORMAL,
     GOING_AWAY,
@@ -203,6 +203,7 @@ class WebSocketSession:
         "_connect_delivered",
         "_decided",
         "_denial_head",
+        "_denial_sent",
         "_denial_status",
         "_handshake",
         "_http",
@@ -253,9 +254,11 @@ class WebSocketSession:
         self._pong_due: float | None = None
         self._read_paused = False
         self._last_resume = _NEVER
-        self._denial_status = 0
+        self._denial_status = 0  # the handshake was answered with this HTTP status
+        self._denial_sent = 0  # body bytes of that answer, for the access log
         self._denial_head: list[tuple[bytes, bytes]] | None = None  # set by _start_denial
-        self._opened_at = 0.0
+        # From the handshake (a denial's access-log line); reset when the app accepts.
+        self._opened_at = time.monotonic() if conn.server.access_log else 0.0
 
     def _decide(self) -> None:
         """The handshake is accepted, denied or abandoned: wake whoever waits for that."""
@@ -280,6 +283,8 @@ class WebSocketSession:
             )
             await self._send_http_error(503)
         if self._ws is None:
+            if self._denial_status and conn.server.access_log:
+                log_websocket_denied(self, time.monotonic() - self._opened_at)
             return False
         if config.ws_ping_interval:
             self._next_ping = trio.current_time() + config.ws_ping_interval
@@ -544,6 +549,7 @@ class WebSocketSession:
             self._inbox.end(ABNORMAL, "")
         try:
             await self._conn.send(data)
+            self._denial_sent += len(body)
         finally:
             if not more_body:
                 self._decide()
@@ -556,6 +562,8 @@ class WebSocketSession:
         try:
             if response is not None and not self._conn.broken:
                 await self._conn.send(response)
+                self._denial_status = status
+                self._denial_sent = len(error_body(status))
         except ClientDisconnected:
             pass
         finally:

@@ -127,6 +127,11 @@ def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"")
 
 
+def error_body(status: int, message: str | None = None) -> bytes:
+    """The plain-text body of the server's own error responses."""
+    return (message or reason_phrase(status).decode()).encode() + b"\n"
+
+
 class HTTP1Protocol:
     """One HTTP/1.1 server connection: request parsing and response serialization."""
 
@@ -134,6 +139,7 @@ class HTTP1Protocol:
         "_conn",
         "_continue_pending",
         "_date_header",
+        "_head_request",
         "_max_head_size",
         "_server_header",
         "content_length",
@@ -149,6 +155,7 @@ class HTTP1Protocol:
         self._date_header = date_header
         # The request said Expect: 100-continue; no 100 sent and no body parsed since.
         self._continue_pending = False
+        self._head_request = False  # the current request is a HEAD: responses have no body
         self.content_length: int | None = None  # of the current request, if it gave one
         self.websocket_upgrade = False  # the current request asks for WebSocket
 
@@ -218,6 +225,7 @@ class HTTP1Protocol:
             raise BadRequest(400, "both Content-Length and Transfer-Encoding")
         self.content_length = length
         self.websocket_upgrade = upgrade
+        self._head_request = request.method == b"HEAD"
 
     @property
     def nothing_received(self) -> bool:
@@ -373,7 +381,7 @@ class HTTP1Protocol:
         """
         if self._conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return None
-        body = (message or reason_phrase(status).decode()).encode() + b"\n"
+        body = error_body(status, message)
         head = [
             _PLAIN_TEXT,
             (b"content-length", str(len(body)).encode()),
@@ -381,6 +389,8 @@ class HTTP1Protocol:
             *headers,
         ]
         try:
+            if self._head_request:  # the length of the body a GET would get, and no body
+                return self.response_head(status, head) + self.end()
             return self.response_head(status, head) + self.body(body) + self.end()
         except InvalidResponse:  # pragma: no cover - our own headers are valid
             return None
@@ -396,6 +406,7 @@ class HTTP1Protocol:
         conn = self._conn
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
+            self._head_request = False
             return True
         return False
 
