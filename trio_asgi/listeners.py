@@ -347,11 +347,12 @@ async def accept_loop(
 ) -> None:
     """Accept forever, starting ``handler(stream)`` in ``nursery`` for each connection.
 
-    With ``slots``, a connection slot is taken before a connection is handled and given
-    back when the handler ends. At the limit the loop waits for a slot with the connection
-    it just accepted and takes no other, so new clients wait in the kernel's listen backlog
-    instead of being accepted only to be refused. (Taking the slot *before* accepting held
-    one per listener idle: with several binds, those slots served no one.)
+    With ``slots``, a connection slot is taken before accepting and given back when the
+    handler ends: at the limit we simply stop accepting, and new clients wait in the
+    kernel's listen backlog (where another worker process may take them) instead of being
+    accepted only to be refused. A loop first waits for a client to be waiting, and only
+    then for a slot: a loop holding a slot while its listener stays quiet would starve the
+    other binds.
     """
     backlog = _Backlog(listener)
     try:
@@ -385,10 +386,17 @@ async def _accept_forever(
     # fail by turns, and that is one episode for whoever reads the log, not dozens.
     logged_at = -math.inf
     level = logging.ERROR
+    ready = _listening_socket(listener) if slots is not None else None
     while True:
+        if slots is not None:
+            if ready is not None:
+                await trio.lowlevel.wait_readable(ready)
+            await slots.acquire()
         try:
             stream = await listener.accept()
         except OSError as exc:
+            if slots is not None:
+                slots.release()
             if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                 raise
             if not exhausted:
@@ -406,12 +414,6 @@ async def _accept_forever(
             await trio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
             continue
-        if slots is not None:
-            try:
-                await slots.acquire()
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
         _start(stream, nursery, handler, slots)
         if exhausted:
             log.log(
@@ -433,6 +435,16 @@ async def _accept_forever(
                     slots.release()
                 break
             _start(more, nursery, handler, slots)
+
+
+def _listening_socket(listener: trio.abc.Listener[Any]) -> trio.socket.SocketType | None:
+    """The socket whose readability means a client waits to be accepted; ``None`` for
+    listeners without one (in-memory ones in tests)."""
+    if isinstance(listener, trio.SSLListener):
+        listener = listener.transport_listener
+    if isinstance(listener, UnixSocketListener):
+        listener = listener.listener
+    return listener.socket if isinstance(listener, trio.SocketListener) else None
 
 
 async def _handle_in_slot(
