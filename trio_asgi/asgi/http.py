@@ -133,9 +133,10 @@ class HTTPCycle:
     # -- receive -------------------------------------------------------------------------
 
     async def receive(self) -> Message:
-        # Shutdown releases an app parked after its request body; one still reading the body
-        # gets the rest (an upload in flight finishes, e.g. on a worker being replaced).
-        released = self._released and self._body_done
+        # Shutdown releases an app parked after its request body once its response streams
+        # (SSE); one still reading the body gets the rest (an upload in flight finishes, e.g.
+        # on a worker being replaced).
+        released = self._released and self._body_done and self._response >= _STREAMING
         if self._disconnected or released or self._response == _COMPLETE:
             # Yield, but answer even inside an already-cancelled scope: Starlette's
             # is_disconnected() polls receive() that way.
@@ -238,13 +239,20 @@ class HTTPCycle:
             await self._watcher.wait()
 
     def on_shutdown(self) -> None:
-        """Server shutdown: release an app parked in ``receive()`` (long-poll, SSE)."""
+        """Server shutdown: release an app parked in ``receive()`` once its response streams
+        (SSE would otherwise hold the stop until the deadline).
+
+        Not before: Django, Quart and others wait in ``receive()`` beside every view and
+        cancel the view on ``http.disconnect``, so releasing them at once would fail every
+        request in flight with a 500 instead of letting it finish within the grace period.
+        """
         if not self._conn.server.replaced:
             # (Replaced: a head not sent yet says "close"; one that promised keep-alive is
             # kept to its word, see connection.SERVICE_RESTART.)
             self.keep_alive = False
         self._released = True
-        self._ended.set()
+        if self._response >= _STREAMING:
+            self._ended.set()
 
     # -- send ----------------------------------------------------------------------------
 
@@ -307,6 +315,8 @@ class HTTPCycle:
             self._status, self._head, body=None if self._no_body else body, final=final
         )
         self._response = _STREAMING
+        if self._released:
+            self._ended.set()  # shutting down: an app waiting in receive() hears it now
         return data
 
     def body_end(self) -> bytes:

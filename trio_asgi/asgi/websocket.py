@@ -490,6 +490,11 @@ class WebSocketSession:
             self.on_shutdown(self._conn.server.close_code)
 
     async def _app_close(self, message: Message) -> None:
+        if self._state == _CONNECTING:
+            # ASGI: closing before accept denies the handshake with 403. Code and reason
+            # go nowhere, so they are not judged (FastAPI passes a list as the reason).
+            await self._send_http_error(403)
+            return
         code = message.get("code", 1000)
         if code is None:
             code = 1000
@@ -502,10 +507,6 @@ class WebSocketSession:
             reason.encode()
         except UnicodeEncodeError:
             raise ASGIProtocolError(f"websocket.close reason {reason!r} is not UTF-8") from None
-        if self._state == _CONNECTING:
-            # ASGI: closing before accept denies the handshake with 403.
-            await self._send_http_error(403)
-            return
         if self._state != _OPEN or self._closing:
             self._not_open("websocket.close")
         self._app_closed = True
