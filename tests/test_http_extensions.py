@@ -221,6 +221,23 @@ async def test_zerocopysend_offsets_are_checked_before_use() -> None:
     assert response.content == b"checked"
 
 
+async def test_zerocopysend_past_the_end_of_the_file_is_a_500(data_file: Path) -> None:
+    """Refused before the head goes out (the client got a cut response instead)."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200})
+        with open(data_file, "rb") as file:
+            size = data_file.stat().st_size
+            message = {"type": "http.response.zerocopysend", "file": file, "count": size + 1}
+            await send(message)
+
+    async with TestClient(app, raise_app_exceptions=False) as client:
+        response = await client.get("/")
+    assert response.status_code == 500
+
+
 async def test_pathsend_is_bounded_in_memory(data_file: Path) -> None:
     """A slow client: the file is read piece by piece as the client takes it."""
     async with TestClient(pathsend_app(data_file), buffer_size=64 * 1024) as client:

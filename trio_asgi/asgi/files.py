@@ -9,6 +9,7 @@ in-memory test transport) the pieces are read in a worker thread and written as 
 from __future__ import annotations
 
 import os
+import stat
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -70,8 +71,14 @@ async def send_file_range(cycle: HTTPCycle, message: Message) -> None:
             offset = os.lseek(fd, 0, os.SEEK_CUR)
         except OSError:
             raise ASGIProtocolError("zerocopysend without 'offset' needs a seekable file") from None
+    info = os.fstat(fd)
     if count is None:
-        count = max(os.fstat(fd).st_size - offset, 0)
+        count = max(info.st_size - offset, 0)
+    elif stat.S_ISREG(info.st_mode) and offset + count > info.st_size:
+        # Found only once the head is out, it could end the response only by cutting it.
+        raise ASGIProtocolError(
+            f"zerocopysend of {count} bytes from {offset}: the file has {info.st_size}"
+        )
     sent = await _send_range(cycle, fd, offset, count, final=not message.get("more_body", False))
     if from_position:
         os.lseek(fd, offset + sent, os.SEEK_SET)  # as if the app had read it
