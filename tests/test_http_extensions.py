@@ -120,6 +120,26 @@ async def test_early_hints_are_opt_in() -> None:
     assert old_client.endswith(b"page")
 
 
+@pytest.mark.parametrize("links", [10**9, b"</a.css>", [10**9], ["</a.css>"]])
+async def test_early_hint_links_must_be_a_list_of_bytes(links: Any) -> None:
+    """An int among them was turned into that many zero bytes (10**9: a gigabyte)."""
+    errors: list[BaseException] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            await send({"type": "http.response.early_hint", "links": links})
+        except ASGIProtocolError as exc:
+            errors.append(exc)
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with TestClient(app, http_early_hints=True) as client:
+        response = await client.get("/")
+    assert response.status_code == 200 and len(errors) == 1
+
+
 async def test_100_continue_still_follows_an_early_hint(autojump_clock: Any) -> None:
     """A 103 is no go-ahead (RFC 9110 15.2): the client still waits for 100 when the app
     then reads the body (h11 forgets the expectation after any 1xx; it used to stall)."""

@@ -384,9 +384,18 @@ class HTTPCycle:
             return  # too late: the final response head is already out
         if self.request.http_version != b"1.1":
             return  # RFC 9110 15.2: no 1xx responses to HTTP/1.0 clients
+        # (Checked first: bytes(n) of an int n would allocate n zero bytes.)
+        try:
+            links = None if isinstance(links, (*_BYTES, str)) else list(links)
+        except TypeError:
+            links = None
+        if links is None or not all(isinstance(link, _BYTES) for link in links):
+            raise ASGIProtocolError("early hint 'links' must be a list of bytes")
+        if not links:
+            return  # nothing to hint
         try:
             data = self._proto.informational(103, [(b"link", bytes(link)) for link in links])
-        except (InvalidResponse, TypeError) as exc:
+        except InvalidResponse as exc:
             raise ASGIProtocolError(f"invalid early hint links: {exc}") from None
         await self.write(data)
 
