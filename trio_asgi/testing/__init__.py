@@ -34,6 +34,7 @@ from ._http import (
     Headers,
     Response,
     StreamingResponse,
+    build_request,
     encode_headers,
 )
 from ._streams import DEFAULT_BUFFER, MemoryStream, stream_pair
@@ -188,8 +189,10 @@ class TestClient(_TaskGroupOwner):
     fields (``ws_max_size=...``, ``timeout_keep_alive=...``).
 
     Args:
-        timeout: default bound, in seconds, for every client call; ``None`` waits forever.
-            Under ``MockClock(autojump_threshold=0)`` it passes in virtual time.
+        timeout: default bound, in seconds, for every client call (a request's response,
+            each read of a streamed body, a WebSocket send, receive, ping or handshake);
+            ``None`` waits forever. Under ``MockClock(autojump_threshold=0)`` it passes in
+            virtual time.
         raise_app_exceptions: an exception that escapes the app is raised again from the
             client call that was waiting for its response (the server still answers 500).
         keep_alive: reuse one connection for consecutive requests.
@@ -226,6 +229,7 @@ class TestClient(_TaskGroupOwner):
         self._idle: ClientConnection | None = None
         self.connections_opened = 0
         self._served = trio.Event()
+        self._shutdown_reported = False
         serve_connection = self.server._handle
 
         async def handle(stream: MemoryStream) -> None:
@@ -260,11 +264,16 @@ class TestClient(_TaskGroupOwner):
         return handled
 
     async def shutdown(self) -> None:
-        """Stop the server the way SIGTERM does, and wait until it has (lifespan included)."""
+        """Stop the server the way SIGTERM does, and wait until it has (lifespan included).
+
+        A failed lifespan shutdown is raised once, by the first call that sees it: a test
+        that caught it does not get it again when it leaves the ``async with`` block.
+        """
         self.server.request_shutdown()
         await self._served.wait()
         failure = self.server.lifespan.shutdown_failure
-        if failure is not None:
+        if failure is not None and not self._shutdown_reported:
+            self._shutdown_reported = True
             raise RuntimeError(f"lifespan shutdown failed: {failure}")
 
     @property
@@ -344,13 +353,14 @@ class TestClient(_TaskGroupOwner):
 
     def _prepare(
         self,
+        method: str,
         url: str,
         params: Mapping[str, Any] | None,
         headers: HeaderInput,
         content: bytes | str | AsyncIterable[bytes] | None,
         json: Any,
         data: Mapping[str, Any] | None,
-    ) -> tuple[bytes, list[tuple[bytes, bytes]], bytes | AsyncIterable[bytes] | None]:
+    ) -> tuple[h11.Request, bytes | AsyncIterable[bytes] | None]:
         target = (
             url if url.startswith("/") else urlsplit(url)._replace(scheme="", netloc="").geturl()
         )
@@ -375,7 +385,7 @@ class TestClient(_TaskGroupOwner):
             body = content
         if content_type is not None and b"content-type" not in names:
             raw_headers.append((b"content-type", content_type))
-        return target.encode("utf-8"), raw_headers, body
+        return build_request(method.upper(), target.encode("utf-8"), raw_headers, body), body
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -389,8 +399,12 @@ class TestClient(_TaskGroupOwner):
         json: Any = None,
         data: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[StreamingResponse]:
-        """Send a request; yield the response once its head arrived, body still unread."""
-        target, raw_headers, body = self._prepare(url, params, headers, content, json, data)
+        """Send a request; yield the response once its head arrived, body still unread.
+
+        A request given up on (cancelled, ``ClientTimeout``) closes its connection, as a
+        client that goes away does: the app hears ``http.disconnect``.
+        """
+        request, body = self._prepare(method, url, params, headers, content, json, data)
         replayable = not isinstance(body, AsyncIterable)
         reuse = self.keep_alive
         while True:
@@ -399,9 +413,7 @@ class TestClient(_TaskGroupOwner):
             address = connection.stream.client_address  # type: ignore[attr-defined]
             try:
                 with transcript.deadline(self.timeout, f"the response to {method} {url}"):
-                    head, informational = await self._exchange(
-                        connection, method.upper(), target, raw_headers, body
-                    )
+                    head, informational = await self._exchange(connection, request, body)
                 break
             except (h11.RemoteProtocolError, trio.BrokenResourceError):
                 await connection.stream.aclose()
@@ -412,7 +424,20 @@ class TestClient(_TaskGroupOwner):
                     continue
                 self._raise_app_error(address)
                 raise
-        response = StreamingResponse(connection, head, informational)
+            except BaseException:
+                await trio.aclose_forcefully(connection.stream)
+                raise
+
+        def deadline(what: str) -> contextlib.AbstractContextManager[None]:
+            return transcript.deadline(self.timeout, f"waiting for {what} of {method} {url}")
+
+        response = StreamingResponse(
+            connection,
+            head,
+            informational,
+            deadline=deadline,
+            raise_app_error=lambda: self._raise_app_error(address),
+        )
         try:
             yield response
         finally:
@@ -425,18 +450,18 @@ class TestClient(_TaskGroupOwner):
     async def _exchange(
         self,
         connection: ClientConnection,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
+        request: h11.Request,
         body: bytes | AsyncIterable[bytes] | None,
     ) -> tuple[h11.Response, list[tuple[int, Headers]]]:
         """Send the request while reading the response head: an app may answer early."""
 
         async def send() -> None:
             try:
-                await connection.send_request(method, target, headers, body)
+                await connection.send_request(request, body)
             except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-                pass  # the server answered or closed before taking the whole request
+                # The server answered or closed before taking the whole request (h11 then
+                # refuses to send more; build_request checked the request itself).
+                pass
 
         try:
             async with trio.open_nursery() as nursery:
@@ -462,14 +487,7 @@ class TestClient(_TaskGroupOwner):
         async with self.stream(
             method, url, params=params, headers=headers, content=content, json=json, data=data
         ) as streamed:
-            transcript = self._transcript(streamed._connection)
-            address = streamed._connection.stream.client_address  # type: ignore[attr-defined]
-            try:
-                with transcript.deadline(self.timeout, f"the body of {method} {url}"):
-                    body = await streamed.aread()
-            except (h11.RemoteProtocolError, trio.BrokenResourceError):
-                self._raise_app_error(address)
-                raise
+            body = await streamed.aread()
         return Response(
             streamed.status_code,
             streamed.headers,
@@ -552,6 +570,7 @@ class TestClient(_TaskGroupOwner):
             extensions=accepted.extensions,
             timeout=self.timeout,
             describe=transcript,
+            raise_app_error=lambda: self._raise_app_error(address),
         )
         self._nursery.start_soon(client.run_reader)
         try:
