@@ -177,11 +177,13 @@ async def test_request_helpers_encode_params_json_and_forms() -> None:
         await client.patch("/", content="text body")
         await client.delete("/?q=1")
         await client.options("/")
+        await client.post("/", data={"on": True, "none": None, "n": [1, 2]})
     assert response.json() == {"ok": True}
     assert seen[0] == (b"a=1&a=2", b"application/json", b'{"x": 1}')
     assert seen[1] == (b"", b"application/x-www-form-urlencoded", b"name=%C3%A4+b")
     assert seen[2][2] == b"text body"
     assert seen[3][0] == b"q=1"
+    assert seen[5][2] == b"on=true&none=&n=1&n=2"  # like httpx
 
 
 async def test_connections_can_be_fresh_each_time() -> None:

@@ -16,7 +16,7 @@ import json as jsonlib
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import h11
 import trio
@@ -38,6 +38,7 @@ from ._http import (
     encode_headers,
 )
 from ._streams import DEFAULT_BUFFER, MemoryStream, stream_pair
+from ._urls import Target, encode_params, resolve
 from ._websocket import (
     Binary,
     Closed,
@@ -189,6 +190,9 @@ class TestClient(_TaskGroupOwner):
     fields (``ws_max_size=...``, ``timeout_keep_alive=...``).
 
     Args:
+        base_url: what request URLs are resolved against (as httpx does: ``items`` and
+            ``?page=2`` are relative to it; ``http://example.org/x`` sends
+            ``Host: example.org``). With ``https://`` the app sees scheme https/wss.
         timeout: default bound, in seconds, for every client call (a request's response,
             each read of a streamed body, a WebSocket send, receive, ping or handshake);
             ``None`` waits forever. Under ``MockClock(autojump_threshold=0)`` it passes in
@@ -213,7 +217,10 @@ class TestClient(_TaskGroupOwner):
         **config: Any,
     ) -> None:
         parts = urlsplit(base_url)
-        self.host = parts.netloc or "testserver"
+        self.base_url = base_url
+        base = resolve(base_url, "/")
+        self.host = base.host  # the Host header of requests to a path
+        self._secure = base.secure
         self.timeout = timeout
         self.raise_app_exceptions = raise_app_exceptions
         self.keep_alive = keep_alive
@@ -234,7 +241,7 @@ class TestClient(_TaskGroupOwner):
 
         async def handle(stream: MemoryStream) -> None:
             _CONNECTION.set(stream.client_address)  # type: ignore[attr-defined]
-            await serve_connection(stream)
+            await serve_connection(stream, secure_transport=self._secure)
 
         self.server._handle = handle  # type: ignore[method-assign]
 
@@ -351,6 +358,17 @@ class TestClient(_TaskGroupOwner):
 
     # -- HTTP ------------------------------------------------------------------------------
 
+    def _target(self, url: str) -> Target:
+        """Where ``url`` goes; its scheme must be the base_url's, which decides for the whole
+        client whether the server sees https/wss."""
+        target = resolve(self.base_url, url)
+        if target.secure != self._secure:
+            raise ValueError(
+                f"{url!r} does not have the scheme of this client's base_url "
+                f"{self.base_url!r}; use a TestClient with base_url of that scheme"
+            )
+        return target
+
     def _prepare(
         self,
         method: str,
@@ -361,23 +379,21 @@ class TestClient(_TaskGroupOwner):
         json: Any,
         data: Mapping[str, Any] | None,
     ) -> tuple[h11.Request, bytes | AsyncIterable[bytes] | None]:
-        target = (
-            url if url.startswith("/") else urlsplit(url)._replace(scheme="", netloc="").geturl()
-        )
-        target = target or "/"
+        where = self._target(url)
+        target = where.target
         if params:
-            target += ("&" if "?" in target else "?") + urlencode(params, doseq=True)
+            target += ("&" if "?" in target else "?") + encode_params(params)
         raw_headers = encode_headers(headers)
         names = {name.lower() for name, _ in raw_headers}
         if b"host" not in names:
-            raw_headers.insert(0, (b"host", self.host.encode("latin-1")))
+            raw_headers.insert(0, (b"host", where.host.encode("ascii")))
         body: bytes | AsyncIterable[bytes] | None = None
         content_type: bytes | None = None
         if json is not None:
             body = jsonlib.dumps(json).encode()
             content_type = b"application/json"
         elif data is not None:
-            body = urlencode(data, doseq=True).encode()
+            body = encode_params(data).encode()
             content_type = b"application/x-www-form-urlencoded"
         elif isinstance(content, str):
             body = content.encode()
@@ -385,7 +401,7 @@ class TestClient(_TaskGroupOwner):
             body = content
         if content_type is not None and b"content-type" not in names:
             raw_headers.append((b"content-type", content_type))
-        return build_request(method.upper(), target.encode("utf-8"), raw_headers, body), body
+        return build_request(method.upper(), target.encode("ascii"), raw_headers, body), body
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -535,15 +551,25 @@ class TestClient(_TaskGroupOwner):
         ``compression=True`` offers permessage-deflate with wsproto's defaults; pass a
         configured ``wsproto.extensions.PerMessageDeflate`` to offer other parameters.
         ``ws.extensions`` tells what was agreed. Leaving the block closes the connection
-        cleanly (code 1000) unless it already ended.
+        cleanly (code 1000) unless it already ended. ``path`` is resolved like an HTTP
+        request's URL (a ``ws://`` or ``wss://`` URL works too); a ``Host`` header in
+        ``headers`` replaces the URL's.
         """
+        where = self._target(path)
+        host = where.host
+        extra_headers = []
+        for name, value in encode_headers(headers):
+            if name.lower() == b"host":
+                host = value.decode("latin-1")
+            else:
+                extra_headers.append((name, value))
         stream = await self.connect()
         transcript = self._transcript(stream)
         address = stream.client_address  # type: ignore[attr-defined]
         ws = WSConnection(ConnectionType.CLIENT)
         request = Request(
-            host=self.host,
-            target=path,
+            host=host,
+            target=where.target,
             subprotocols=list(subprotocols),
             extensions=(
                 [compression]
@@ -552,7 +578,7 @@ class TestClient(_TaskGroupOwner):
                 if compression
                 else []
             ),
-            extra_headers=encode_headers(headers),
+            extra_headers=extra_headers,
         )
         try:
             with transcript.deadline(self.timeout, f"the WebSocket handshake of {path}"):
