@@ -45,6 +45,11 @@ class Headers:
     def __len__(self) -> int:
         return len(self.raw)
 
+    def keys(self) -> list[str]:
+        """The distinct names, in order: with it ``dict(headers)`` works (repeated
+        headers joined with ", ", like ``headers[name]``)."""
+        return list(self)
+
     def items(self) -> list[tuple[str, str]]:
         return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.raw]
 
