@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_asgi.testing import ClientTimeout, TestClient, stream_pair
+from trio_asgi.testing import ClientTimeout, Headers, TestClient, stream_pair
 
 pytest_plugins = ["pytester"]
 
@@ -177,11 +177,21 @@ async def test_request_helpers_encode_params_json_and_forms() -> None:
         await client.patch("/", content="text body")
         await client.delete("/?q=1")
         await client.options("/")
+        await client.post("/", data={"on": True, "none": None, "n": [1, 2]})
     assert response.json() == {"ok": True}
     assert seen[0] == (b"a=1&a=2", b"application/json", b'{"x": 1}')
     assert seen[1] == (b"", b"application/x-www-form-urlencoded", b"name=%C3%A4+b")
     assert seen[2][2] == b"text body"
     assert seen[3][0] == b"q=1"
+    assert seen[5][2] == b"on=true&none=&n=1&n=2"  # like httpx
+
+
+def test_headers_convert_to_a_dict() -> None:
+    """``dict(response.headers)``: one entry per name, repeated headers joined with ", "."""
+    headers = Headers([(b"Set-Cookie", b"a=1"), (b"content-type", b"text/plain")])
+    headers.raw.append((b"set-cookie", b"b=2"))
+    assert headers.keys() == ["set-cookie", "content-type"]
+    assert dict(headers) == {"set-cookie": "a=1, b=2", "content-type": "text/plain"}
 
 
 async def test_connections_can_be_fresh_each_time() -> None:

@@ -202,19 +202,24 @@ class Server:
         if drain_scope.cancelled_caught:
             log.warning("Graceful shutdown timed out; remaining connections were cancelled")
 
-    def _handle(self, stream: trio.abc.Stream) -> Awaitable[None]:
+    def _handle(
+        self, stream: trio.abc.Stream, *, secure_transport: bool = False
+    ) -> Awaitable[None]:
         """What the task of a newly accepted stream runs.
 
         A plain function that returns ``Connection.serve()``'s coroutine instead of a
         coroutine that awaits it: each idle connection then keeps one suspended frame less
         (about 250 bytes of the ~12 KiB an idle WebSocket costs).
+
+        ``secure_transport`` makes the scopes https/wss without TLS: the test client passes
+        it for its in-memory streams when its base_url is https. Listeners never do.
         """
         if isinstance(stream, trio.SSLStream):
             return self._handle_tls(stream)
         addresses = stream_addresses(stream)
         if addresses is None:  # the client left before we got to it: the task closes it
             return trio.aclose_forcefully(stream)  # noqa: ASYNC105 (awaited as the task)
-        return self._connection(stream, addresses, None).serve()
+        return self._connection(stream, addresses, None, secure_transport).serve()
 
     async def _handle_tls(self, stream: trio.SSLStream[Any]) -> None:
         addresses = stream_addresses(stream)
@@ -231,6 +236,7 @@ class Server:
         stream: trio.abc.Stream,
         addresses: tuple[ClientAddress | None, ServerAddress],
         tls: TLSDetails | None,
+        secure_transport: bool = False,
     ) -> Connection:
         proxy = self._proxy
         info = ConnectionInfo(
@@ -240,6 +246,7 @@ class Server:
             http_extensions=self._http_extensions,
             tls=tls,
             proxy=proxy if proxy is not None and proxy.trusts_peer(addresses[0]) else None,
+            secure_transport=secure_transport,
         )
         connection = Connection(stream, self.state, info)
         limit = self.config.limit_concurrency

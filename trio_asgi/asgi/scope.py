@@ -62,11 +62,16 @@ class ConnectionInfo:
     # Set only when --proxy-headers is on and this peer is a trusted proxy (decided once per
     # connection): then each scope is corrected from the proxy's headers.
     proxy: ProxyHeaders | None = None
+    # An in-process transport that stands for TLS without being TLS (the test client with an
+    # https:// base_url). Only code in this process that hands the server a stream sets it;
+    # no listener does, so no remote peer can.
+    secure_transport: bool = False
 
     @property
     def secure(self) -> bool:
-        """TLS: the scheme is https/wss (a trusted proxy may still say otherwise)."""
-        return self.tls is not None
+        """TLS (or a secure in-process transport): the scheme is https/wss (a trusted proxy
+        may still say otherwise)."""
+        return self.tls is not None or self.secure_transport
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:

@@ -16,7 +16,7 @@ import json as jsonlib
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import h11
 import trio
@@ -34,9 +34,11 @@ from ._http import (
     Headers,
     Response,
     StreamingResponse,
+    build_request,
     encode_headers,
 )
 from ._streams import DEFAULT_BUFFER, MemoryStream, stream_pair
+from ._urls import Target, encode_params, resolve
 from ._websocket import (
     Binary,
     Closed,
@@ -188,8 +190,13 @@ class TestClient(_TaskGroupOwner):
     fields (``ws_max_size=...``, ``timeout_keep_alive=...``).
 
     Args:
-        timeout: default bound, in seconds, for every client call; ``None`` waits forever.
-            Under ``MockClock(autojump_threshold=0)`` it passes in virtual time.
+        base_url: what request URLs are resolved against (as httpx does: ``items`` and
+            ``?page=2`` are relative to it; ``http://example.org/x`` sends
+            ``Host: example.org``). With ``https://`` the app sees scheme https/wss.
+        timeout: default bound, in seconds, for every client call (a request's response,
+            each read of a streamed body, a WebSocket send, receive, ping or handshake);
+            ``None`` waits forever. Under ``MockClock(autojump_threshold=0)`` it passes in
+            virtual time.
         raise_app_exceptions: an exception that escapes the app is raised again from the
             client call that was waiting for its response (the server still answers 500).
         keep_alive: reuse one connection for consecutive requests.
@@ -210,7 +217,10 @@ class TestClient(_TaskGroupOwner):
         **config: Any,
     ) -> None:
         parts = urlsplit(base_url)
-        self.host = parts.netloc or "testserver"
+        self.base_url = base_url
+        base = resolve(base_url, "/")
+        self.host = base.host  # the Host header of requests to a path
+        self._secure = base.secure
         self.timeout = timeout
         self.raise_app_exceptions = raise_app_exceptions
         self.keep_alive = keep_alive
@@ -226,11 +236,12 @@ class TestClient(_TaskGroupOwner):
         self._idle: ClientConnection | None = None
         self.connections_opened = 0
         self._served = trio.Event()
+        self._shutdown_reported = False
         serve_connection = self.server._handle
 
         async def handle(stream: MemoryStream) -> None:
             _CONNECTION.set(stream.client_address)  # type: ignore[attr-defined]
-            await serve_connection(stream)
+            await serve_connection(stream, secure_transport=self._secure)
 
         self.server._handle = handle  # type: ignore[method-assign]
 
@@ -260,11 +271,16 @@ class TestClient(_TaskGroupOwner):
         return handled
 
     async def shutdown(self) -> None:
-        """Stop the server the way SIGTERM does, and wait until it has (lifespan included)."""
+        """Stop the server the way SIGTERM does, and wait until it has (lifespan included).
+
+        A failed lifespan shutdown is raised once, by the first call that sees it: a test
+        that caught it does not get it again when it leaves the ``async with`` block.
+        """
         self.server.request_shutdown()
         await self._served.wait()
         failure = self.server.lifespan.shutdown_failure
-        if failure is not None:
+        if failure is not None and not self._shutdown_reported:
+            self._shutdown_reported = True
             raise RuntimeError(f"lifespan shutdown failed: {failure}")
 
     @property
@@ -342,32 +358,42 @@ class TestClient(_TaskGroupOwner):
 
     # -- HTTP ------------------------------------------------------------------------------
 
+    def _target(self, url: str) -> Target:
+        """Where ``url`` goes; its scheme must be the base_url's, which decides for the whole
+        client whether the server sees https/wss."""
+        target = resolve(self.base_url, url)
+        if target.secure != self._secure:
+            raise ValueError(
+                f"{url!r} does not have the scheme of this client's base_url "
+                f"{self.base_url!r}; use a TestClient with base_url of that scheme"
+            )
+        return target
+
     def _prepare(
         self,
+        method: str,
         url: str,
         params: Mapping[str, Any] | None,
         headers: HeaderInput,
         content: bytes | str | AsyncIterable[bytes] | None,
         json: Any,
         data: Mapping[str, Any] | None,
-    ) -> tuple[bytes, list[tuple[bytes, bytes]], bytes | AsyncIterable[bytes] | None]:
-        target = (
-            url if url.startswith("/") else urlsplit(url)._replace(scheme="", netloc="").geturl()
-        )
-        target = target or "/"
+    ) -> tuple[h11.Request, bytes | AsyncIterable[bytes] | None]:
+        where = self._target(url)
+        target = where.target
         if params:
-            target += ("&" if "?" in target else "?") + urlencode(params, doseq=True)
+            target += ("&" if "?" in target else "?") + encode_params(params)
         raw_headers = encode_headers(headers)
         names = {name.lower() for name, _ in raw_headers}
         if b"host" not in names:
-            raw_headers.insert(0, (b"host", self.host.encode("latin-1")))
+            raw_headers.insert(0, (b"host", where.host.encode("ascii")))
         body: bytes | AsyncIterable[bytes] | None = None
         content_type: bytes | None = None
         if json is not None:
             body = jsonlib.dumps(json).encode()
             content_type = b"application/json"
         elif data is not None:
-            body = urlencode(data, doseq=True).encode()
+            body = encode_params(data).encode()
             content_type = b"application/x-www-form-urlencoded"
         elif isinstance(content, str):
             body = content.encode()
@@ -375,7 +401,7 @@ class TestClient(_TaskGroupOwner):
             body = content
         if content_type is not None and b"content-type" not in names:
             raw_headers.append((b"content-type", content_type))
-        return target.encode("utf-8"), raw_headers, body
+        return build_request(method.upper(), target.encode("ascii"), raw_headers, body), body
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -389,8 +415,12 @@ class TestClient(_TaskGroupOwner):
         json: Any = None,
         data: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[StreamingResponse]:
-        """Send a request; yield the response once its head arrived, body still unread."""
-        target, raw_headers, body = self._prepare(url, params, headers, content, json, data)
+        """Send a request; yield the response once its head arrived, body still unread.
+
+        A request given up on (cancelled, ``ClientTimeout``) closes its connection, as a
+        client that goes away does: the app hears ``http.disconnect``.
+        """
+        request, body = self._prepare(method, url, params, headers, content, json, data)
         replayable = not isinstance(body, AsyncIterable)
         reuse = self.keep_alive
         while True:
@@ -399,9 +429,7 @@ class TestClient(_TaskGroupOwner):
             address = connection.stream.client_address  # type: ignore[attr-defined]
             try:
                 with transcript.deadline(self.timeout, f"the response to {method} {url}"):
-                    head, informational = await self._exchange(
-                        connection, method.upper(), target, raw_headers, body
-                    )
+                    head, informational = await self._exchange(connection, request, body)
                 break
             except (h11.RemoteProtocolError, trio.BrokenResourceError):
                 await connection.stream.aclose()
@@ -412,7 +440,20 @@ class TestClient(_TaskGroupOwner):
                     continue
                 self._raise_app_error(address)
                 raise
-        response = StreamingResponse(connection, head, informational)
+            except BaseException:
+                await trio.aclose_forcefully(connection.stream)
+                raise
+
+        def deadline(what: str) -> contextlib.AbstractContextManager[None]:
+            return transcript.deadline(self.timeout, f"waiting for {what} of {method} {url}")
+
+        response = StreamingResponse(
+            connection,
+            head,
+            informational,
+            deadline=deadline,
+            raise_app_error=lambda: self._raise_app_error(address),
+        )
         try:
             yield response
         finally:
@@ -425,18 +466,18 @@ class TestClient(_TaskGroupOwner):
     async def _exchange(
         self,
         connection: ClientConnection,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
+        request: h11.Request,
         body: bytes | AsyncIterable[bytes] | None,
     ) -> tuple[h11.Response, list[tuple[int, Headers]]]:
         """Send the request while reading the response head: an app may answer early."""
 
         async def send() -> None:
             try:
-                await connection.send_request(method, target, headers, body)
+                await connection.send_request(request, body)
             except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-                pass  # the server answered or closed before taking the whole request
+                # The server answered or closed before taking the whole request (h11 then
+                # refuses to send more; build_request checked the request itself).
+                pass
 
         try:
             async with trio.open_nursery() as nursery:
@@ -462,14 +503,7 @@ class TestClient(_TaskGroupOwner):
         async with self.stream(
             method, url, params=params, headers=headers, content=content, json=json, data=data
         ) as streamed:
-            transcript = self._transcript(streamed._connection)
-            address = streamed._connection.stream.client_address  # type: ignore[attr-defined]
-            try:
-                with transcript.deadline(self.timeout, f"the body of {method} {url}"):
-                    body = await streamed.aread()
-            except (h11.RemoteProtocolError, trio.BrokenResourceError):
-                self._raise_app_error(address)
-                raise
+            body = await streamed.aread()
         return Response(
             streamed.status_code,
             streamed.headers,
@@ -517,15 +551,25 @@ class TestClient(_TaskGroupOwner):
         ``compression=True`` offers permessage-deflate with wsproto's defaults; pass a
         configured ``wsproto.extensions.PerMessageDeflate`` to offer other parameters.
         ``ws.extensions`` tells what was agreed. Leaving the block closes the connection
-        cleanly (code 1000) unless it already ended.
+        cleanly (code 1000) unless it already ended. ``path`` is resolved like an HTTP
+        request's URL (a ``ws://`` or ``wss://`` URL works too); a ``Host`` header in
+        ``headers`` replaces the URL's.
         """
+        where = self._target(path)
+        host = where.host
+        extra_headers = []
+        for name, value in encode_headers(headers):
+            if name.lower() == b"host":
+                host = value.decode("latin-1")
+            else:
+                extra_headers.append((name, value))
         stream = await self.connect()
         transcript = self._transcript(stream)
         address = stream.client_address  # type: ignore[attr-defined]
         ws = WSConnection(ConnectionType.CLIENT)
         request = Request(
-            host=self.host,
-            target=path,
+            host=host,
+            target=where.target,
             subprotocols=list(subprotocols),
             extensions=(
                 [compression]
@@ -534,7 +578,7 @@ class TestClient(_TaskGroupOwner):
                 if compression
                 else []
             ),
-            extra_headers=encode_headers(headers),
+            extra_headers=extra_headers,
         )
         try:
             with transcript.deadline(self.timeout, f"the WebSocket handshake of {path}"):
@@ -552,6 +596,7 @@ class TestClient(_TaskGroupOwner):
             extensions=accepted.extensions,
             timeout=self.timeout,
             describe=transcript,
+            raise_app_error=lambda: self._raise_app_error(address),
         )
         self._nursery.start_soon(client.run_reader)
         try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from email.message import Message as _MIMEHeader
 from typing import Any, Final
 
@@ -43,6 +44,11 @@ class Headers:
 
     def __len__(self) -> int:
         return len(self.raw)
+
+    def keys(self) -> list[str]:
+        """The distinct names, in order: with it ``dict(headers)`` works (repeated
+        headers joined with ", ", like ``headers[name]``)."""
+        return list(self)
 
     def items(self) -> list[tuple[str, str]]:
         return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.raw]
@@ -113,11 +119,30 @@ class Response:
 CONTINUE_WAIT: Final = 1.0
 
 
-def _expects_continue(headers: list[tuple[bytes, bytes]]) -> bool:
+def _expects_continue(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return any(
         name.lower() == b"expect" and value.strip().lower() == b"100-continue"
         for name, value in headers
     )
+
+
+def build_request(
+    method: str,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes | AsyncIterable[bytes] | None,
+) -> h11.Request:
+    """The request head, checked by h11 before any connection is used: one it refuses (a
+    header value with CR LF, a non-ASCII target...) is a ValueError at once, not a request
+    that is never sent and whose response is waited for in vain."""
+    if isinstance(body, bytes | bytearray):
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+    elif body is not None:
+        headers = [*headers, (b"transfer-encoding", b"chunked")]
+    try:
+        return h11.Request(method=method, target=target, headers=headers)
+    except h11.LocalProtocolError as exc:
+        raise ValueError(f"cannot send this request: {exc}") from exc
 
 
 class ClientConnection:
@@ -147,20 +172,11 @@ class ClientConnection:
         self.received_any = False
 
     async def send_request(
-        self,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes | AsyncIterable[bytes] | None,
+        self, request: h11.Request, body: bytes | AsyncIterable[bytes] | None
     ) -> None:
-        if isinstance(body, bytes | bytearray):
-            headers = [*headers, (b"content-length", str(len(body)).encode())]
-        elif body is not None:
-            headers = [*headers, (b"transfer-encoding", b"chunked")]
-        request = h11.Request(method=method, target=target, headers=headers)
         self._continued = self._answered = False
         await self._send(request)
-        if body and _expects_continue(headers) and not await self._may_send_body():
+        if body and _expects_continue(request.headers) and not await self._may_send_body():
             return  # the server answered without wanting the body
         if isinstance(body, bytes | bytearray):
             if body:
@@ -237,7 +253,9 @@ class StreamingResponse:
     """A response whose body is read on demand (``client.stream(...)``).
 
     Not reading is a slow client: the server's writes back up once the in-memory "socket"
-    buffer is full. ``drop()`` is a client that vanishes mid-response.
+    buffer is full. ``drop()`` is a client that vanishes mid-response. Each read is bounded
+    by the client's ``timeout`` (``aread()`` as a whole), and a body that breaks off because
+    the app raised raises the app's exception (with ``raise_app_exceptions``).
     """
 
     def __init__(
@@ -245,8 +263,13 @@ class StreamingResponse:
         connection: ClientConnection,
         head: h11.Response,
         informational: list[tuple[int, Headers]],
+        *,
+        deadline: Callable[[str], AbstractContextManager[None]],
+        raise_app_error: Callable[[], None],
     ) -> None:
         self._connection = connection
+        self._deadline = deadline  # ClientTimeout when a read takes longer than ``timeout``
+        self._raise_app_error = raise_app_error
         self.status_code = head.status_code
         self.headers = Headers(head.headers)
         self.http_version = head.http_version.decode()
@@ -257,9 +280,17 @@ class StreamingResponse:
 
     async def receive_chunk(self) -> bytes | None:
         """The next body piece as it arrived, ``None`` at the end of the body."""
+        with self._deadline("the next piece of the body"):
+            return await self._next_chunk()
+
+    async def _next_chunk(self) -> bytes | None:
         if self.complete:
             return None
-        item = await self._connection.body_event()
+        try:
+            item = await self._connection.body_event()
+        except (h11.RemoteProtocolError, trio.BrokenResourceError):
+            self._raise_app_error()  # the body broke off because the app raised?
+            raise
         if isinstance(item, h11.EndOfMessage):
             self.trailers = Headers(item.headers)
             self.complete = True
@@ -272,8 +303,9 @@ class StreamingResponse:
 
     async def aread(self) -> bytes:
         pieces = []
-        while (chunk := await self.receive_chunk()) is not None:
-            pieces.append(chunk)
+        with self._deadline("the body"):
+            while (chunk := await self._next_chunk()) is not None:
+                pieces.append(chunk)
         return b"".join(pieces)
 
     def drop(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json as jsonlib
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +105,12 @@ def build_frame(
 
 class WebSocketClient:
     """An open WebSocket from the test's side. Reads happen in a background task that
-    answers pings and reassembles messages; ``receive*`` take them in order."""
+    answers pings and reassembles messages; ``receive*`` take them in order.
+
+    Sends, receives and pings are bounded by the client's ``timeout``. A call that finds the
+    connection closed raises the app's exception if one ended it (``raise_app_exceptions``),
+    else ``WebSocketClosed``.
+    """
 
     def __init__(
         self,
@@ -116,6 +122,7 @@ class WebSocketClient:
         extensions: list[Any],
         timeout: float | None,
         describe: Any,
+        raise_app_error: Callable[[], None],
     ) -> None:
         self._stream = stream
         self.extensions = extensions  # negotiated (wsproto Extension objects)
@@ -124,12 +131,14 @@ class WebSocketClient:
         self.headers = headers
         self._timeout = timeout
         self._describe = describe  # explains a timeout with the app's last events
+        self._raise_app_error = raise_app_error
         self._write_lock = trio.Lock()
         self._send_events, self._events = trio.open_memory_channel[WebSocketEvent](RECEIVE_QUEUE)
         self._pongs: dict[bytes, trio.Event] = {}
         self.closed: Closed | None = None  # set once the close arrived (or the link died)
         self.pings_received = 0  # server keepalive pings seen (each answered automatically)
         self._reader_scope = trio.CancelScope()
+        self._reader_done = trio.Event()
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -148,18 +157,44 @@ class WebSocketClient:
             await self._stream.send_all(data)
 
     async def ping(self, payload: bytes = b"ping") -> None:
-        """Send a ping and wait for the server's pong carrying the same payload."""
-        arrived = self._pongs.setdefault(bytes(payload), trio.Event())
+        """Send a ping and wait for the server's pong carrying the same payload
+        (``WebSocketClosed`` if the connection ends first)."""
+        key = bytes(payload)
+        arrived = self._pongs.setdefault(key, trio.Event())
         await self._send(Ping(payload=payload))
         with self._deadline("a pong"):
             await arrived.wait()
+        if self._pongs.get(key) is arrived:  # a pong takes its waiter out; the end does not
+            raise self._closed_error()
 
     async def _send(self, event: Any) -> None:
+        """Send for the test, bounded by ``timeout``. A send that timed out may have left
+        half a frame on the wire, so the connection is reset: nothing sane can follow."""
+        try:
+            with self._deadline("room to send (the app is not reading)"):
+                await self._write(event)
+        except trio.TooSlowError:
+            self.drop()
+            raise
+
+    async def _write(self, event: Any) -> None:
         async with self._write_lock:
             if self._ws.state is not ConnectionState.OPEN:
-                closed = self.closed or Closed(1006)
-                raise WebSocketClosed(closed.code, closed.reason)
-            await self._stream.send_all(self._ws.send(event))
+                raise self._closed_error()
+            try:
+                await self._stream.send_all(self._ws.send(event))
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the connection is gone; the reader is about to see how it ended
+        await self._reader_done.wait()  # (outside the lock: it may answer a close)
+        raise self._closed_error()
+
+    def _closed_error(self) -> WebSocketClosed:
+        """What a call that finds the connection closed raises: the app's exception if one
+        ended it (raised from here), else WebSocketClosed."""
+        self._raise_app_error()
+        closed = self.closed or Closed(1006)
+        return WebSocketClosed(closed.code, closed.reason)
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -167,10 +202,12 @@ class WebSocketClient:
         """The next message, or ``Closed`` once (then ``WebSocketClosed`` is raised)."""
         with self._deadline("a WebSocket message"):
             try:
-                return await self._events.receive()
+                event = await self._events.receive()
             except trio.EndOfChannel:
-                assert self.closed is not None
-                raise WebSocketClosed(self.closed.code, self.closed.reason) from None
+                raise self._closed_error() from None
+        if isinstance(event, Closed):
+            self._raise_app_error()
+        return event
 
     async def receive_text(self) -> str:
         event = await self.receive()
@@ -206,14 +243,9 @@ class WebSocketClient:
 
     async def close(self, code: int = 1000, reason: str = "") -> Closed:
         """Start the closing handshake and wait for the server's answer."""
-        async with self._write_lock:
-            if self._ws.state is ConnectionState.OPEN:
-                try:
-                    await self._stream.send_all(
-                        self._ws.send(CloseConnection(code=code, reason=reason or None))
-                    )
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
+        await self._send_in_state(
+            ConnectionState.OPEN, CloseConnection(code=code, reason=reason or None)
+        )
         return await self.wait_closed()
 
     def drop(self) -> None:
@@ -259,6 +291,9 @@ class WebSocketClient:
                     self._ws.receive_data(data or None)
             finally:
                 self._send_events.close()
+                for waiter in self._pongs.values():  # no pong will come: ping() finds out
+                    waiter.set()
+                self._reader_done.set()
 
     async def _deliver(self, parts: list[str | bytes]) -> None:
         if isinstance(parts[0], str):
@@ -266,22 +301,23 @@ class WebSocketClient:
         else:
             await self._send_events.send(Binary(b"".join(parts)))  # type: ignore[arg-type]
 
-    async def _answer(self, ping: Ping) -> None:
-        """Pong, unless we already started closing (then the peer gets our close instead)."""
-        try:
-            await self._send(ping.response())
-        except (trio.BrokenResourceError, trio.ClosedResourceError, WebSocketClosed):
-            pass
-
-    async def _closed_by_peer(self, event: CloseConnection) -> None:
-        code = int(event.code)
-        closed = Closed(code, event.reason or "")
+    async def _send_in_state(self, state: ConnectionState, event: Any) -> None:
+        """Send a control frame if the connection is still in ``state``; one already gone
+        makes no difference (the reader tells how it ended)."""
         async with self._write_lock:
-            if self._ws.state is ConnectionState.REMOTE_CLOSING:
+            if self._ws.state is state:
                 try:
-                    await self._stream.send_all(self._ws.send(event.response()))
+                    await self._stream.send_all(self._ws.send(event))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
+
+    async def _answer(self, ping: Ping) -> None:
+        """Pong, unless we already started closing (then the peer gets our close instead)."""
+        await self._send_in_state(ConnectionState.OPEN, ping.response())
+
+    async def _closed_by_peer(self, event: CloseConnection) -> None:
+        closed = Closed(int(event.code), event.reason or "")
+        await self._send_in_state(ConnectionState.REMOTE_CLOSING, event.response())
         self.closed = closed
         await self._send_events.send(closed)
         await self._stream.aclose()
