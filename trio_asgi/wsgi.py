@@ -36,6 +36,7 @@ import trio
 
 from ._types import Message, Receive, Scope, Send
 from .errors import ClientDisconnected
+from .protocols.http1 import HOP_BY_HOP_HEADERS
 
 log = logging.getLogger("trio_asgi.error")
 
@@ -49,23 +50,8 @@ StartResponse = Callable[..., Write]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
-# Connection-level headers are the server's business (PEP 3333, "Other HTTP Features"; RFC
-# 9110 7.6.1): dropped from a WSGI response, as gunicorn does, except "Connection: close",
-# which the server honours. (wsgiref raises instead, which fails apps that run elsewhere.)
 _TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-z]+")  # RFC 9110 5.6.2, lower-cased
 _FORBIDDEN_IN_VALUE: Final = re.compile(rb"[\x00\r\n]")
-_HOP_BY_HOP: Final = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
 _OVER: Final = "the server no longer serves this request (it was cancelled or has finished)"
 _WEBSOCKET_DENIAL: Final = b"This server runs a WSGI application, which cannot accept WebSockets.\n"
 
@@ -616,7 +602,10 @@ def _encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]
             # Checked here, not only when the head is sent, so the app's own error handling
             # still runs (PEP 3333: servers should check headers when start_response is called).
             raise ValueError(f"response header {item!r} is not a valid HTTP header")
-        if lowered in _HOP_BY_HOP and (lowered != b"connection" or raw.lower() != b"close"):
+        # Connection-level headers are the server's business (PEP 3333, "Other HTTP
+        # Features"): dropped, as gunicorn does, except "Connection: close", which the server
+        # honours. (wsgiref raises instead, which fails apps that run elsewhere.)
+        if lowered in HOP_BY_HOP_HEADERS and (lowered != b"connection" or raw.lower() != b"close"):
             continue
         encoded.append((lowered, raw))
     return encoded

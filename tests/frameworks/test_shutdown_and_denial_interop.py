@@ -27,29 +27,6 @@ async def in_thread(fn: Any, *args: Any) -> Any:
     return await trio.to_thread.run_sync(functools.partial(fn, *args))
 
 
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def server_errors() -> Iterator[list[str]]:
-    """ERROR messages of the server's logger."""
-    handler = _Errors()
-    logger = logging.getLogger("trio_asgi.error")
-    logger.addHandler(handler)
-    messages: list[str] = []
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
-        messages.extend(record.getMessage() for record in handler.records)
-
-
 async def read_until_eof(stream: trio.abc.Stream) -> bytes:
     data = b""
     while chunk := await stream.receive_some(65536):
@@ -121,7 +98,7 @@ def django_work_view() -> Iterator[Any]:
 
 @pytest.mark.parametrize("framework", ["quart-trio", "quart", "django"])
 async def test_graceful_shutdown_lets_an_in_flight_request_finish(
-    framework: str, request: pytest.FixtureRequest, server_errors: list[str]
+    framework: str, request: pytest.FixtureRequest, server_errors: list[logging.LogRecord]
 ) -> None:
     """README: on SIGTERM the server lets in-flight requests finish within
     --timeout-graceful-shutdown. Django (>= 5.0), Quart and Quart-Trio run every view next to
@@ -158,7 +135,7 @@ async def test_graceful_shutdown_lets_an_in_flight_request_finish(
 
 
 async def test_fastapi_websocket_validation_error_denies_with_403(
-    server_errors: list[str],
+    server_errors: list[logging.LogRecord],
 ) -> None:
     """A FastAPI WebSocket route with a required parameter (``token: str``), reached without
     it: FastAPI's default handler closes the handshake with

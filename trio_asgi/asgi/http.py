@@ -21,6 +21,7 @@ from ..errors import ASGIProtocolError, ClientDisconnected, only_client_disconne
 from ..locks import FIFOLock
 from ..logging import log_http_access
 from ..protocols.http1 import (
+    HOP_BY_HOP_HEADERS,
     NEED_DATA,
     BadRequest,
     HTTP1Protocol,
@@ -42,6 +43,10 @@ BODY_CHUNK: Final = 64 * 1024
 # keep reading (that is how EOF is noticed) until this much is buffered, then stop.
 PIPELINE_BUFFER_LIMIT: Final = 64 * 1024
 
+# Seconds into a graceful stop after which an app waiting in receive() beside a response it
+# is still streaming (SSE) hears http.disconnect; responses in flight finish before that.
+RELEASE_AFTER: Final = 1.0
+
 # Response states.
 _NOT_STARTED: Final = 0  # nothing from the app yet
 _STARTED: Final = 1  # http.response.start held back, nothing written
@@ -54,25 +59,15 @@ _BYTES: Final = (bytes, bytearray, memoryview)  # a tuple: `a | b` would build a
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 # Fields that must be known before the content (framing, routing, connection, content
 # format, authentication), so never in trailers (RFC 9110 6.5.1).
-_NOT_IN_TRAILERS: Final = frozenset(
-    {
-        b"authorization",
-        b"connection",
-        b"content-encoding",
-        b"content-length",
-        b"content-range",
-        b"content-type",
-        b"host",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"www-authenticate",
-    }
-)
+_NOT_IN_TRAILERS: Final = HOP_BY_HOP_HEADERS | {
+    b"authorization",
+    b"content-encoding",
+    b"content-length",
+    b"content-range",
+    b"content-type",
+    b"host",
+    b"www-authenticate",
+}
 
 
 class HTTPCycle:
@@ -88,6 +83,7 @@ class HTTPCycle:
         "_no_body",
         "_proto",
         "_reading",
+        "_release_scope",
         "_released",
         "_response",
         "_started_at",
@@ -121,6 +117,7 @@ class HTTPCycle:
         # released apps parked in receive() after the body: disconnect, completion, shutdown
         self._ended = trio.Event()
         self._released = False  # shutdown told the app http.disconnect
+        self._release_scope: trio.CancelScope | None = None  # see on_shutdown
         self._watcher: trio.Event | None = None
         self._watch_scope: trio.CancelScope | None = None
         self._started_at = time.perf_counter() if conn.server.access_log else 0.0
@@ -232,27 +229,38 @@ class HTTPCycle:
             stopped.set()
 
     async def stop_watching(self) -> None:
-        """End the disconnect watcher before anyone else reads the stream."""
+        """End the disconnect watcher before anyone else reads the stream (and a pending
+        shutdown release, which would otherwise hold the connection's nursery open)."""
+        if self._release_scope is not None:
+            self._release_scope.cancel()
         if self._watcher is not None:
             if self._watch_scope is not None:
                 self._watch_scope.cancel()
             await self._watcher.wait()
 
     def on_shutdown(self) -> None:
-        """Server shutdown: release an app parked in ``receive()`` once its response streams
-        (SSE would otherwise hold the stop until the deadline).
+        """Server shutdown: an app parked in ``receive()`` whose response is still streaming
+        ``RELEASE_AFTER`` seconds later hears ``http.disconnect`` then (SSE would otherwise
+        hold the stop until its deadline).
 
-        Not before: Django, Quart and others wait in ``receive()`` beside every view and
-        cancel the view on ``http.disconnect``, so releasing them at once would fail every
-        request in flight with a 500 instead of letting it finish within the grace period.
+        Not at once: Django, Quart and others wait in ``receive()`` beside every view and
+        cancel the view (or the response being sent) on ``http.disconnect``, so an immediate
+        release would fail the requests in flight instead of letting them finish.
         """
         if not self._conn.server.replaced:
             # (Replaced: a head not sent yet says "close"; one that promised keep-alive is
             # kept to its word, see connection.SERVICE_RESTART.)
             self.keep_alive = False
-        self._released = True
-        if self._response >= _STREAMING:
-            self._ended.set()
+        if self._release_scope is None and self._response != _COMPLETE:
+            self._release_scope = trio.CancelScope()
+            self._conn.helpers.start_soon(self._release_later, self._release_scope)
+
+    async def _release_later(self, scope: trio.CancelScope) -> None:
+        with scope:  # cancelled when the cycle ends first
+            await trio.sleep(RELEASE_AFTER)
+            self._released = True
+            if self._response >= _STREAMING:
+                self._ended.set()
 
     # -- send ----------------------------------------------------------------------------
 
@@ -315,8 +323,6 @@ class HTTPCycle:
             self._status, self._head, body=None if self._no_body else body, final=final
         )
         self._response = _STREAMING
-        if self._released:
-            self._ended.set()  # shutting down: an app waiting in receive() hears it now
         return data
 
     def body_end(self) -> bytes:
@@ -480,7 +486,12 @@ class HTTPCycle:
             self.keep_alive = False
         else:
             if not self._disconnected:
-                log.error("ASGI app returned in the middle of a response (%s)", self._target())
+                # (After a shutdown release the app was told the client left: no error.)
+                log.log(
+                    logging.DEBUG if self._released else logging.ERROR,
+                    "ASGI app returned in the middle of a response (%s)",
+                    self._target(),
+                )
             self.keep_alive = False
 
     async def _send_error(self, status: int, detail: str | None = None) -> None:

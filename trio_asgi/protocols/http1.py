@@ -27,6 +27,19 @@ EndOfMessage = h11.EndOfMessage
 ConnectionClosed = h11.ConnectionClosed
 
 SERVER_NAME: Final = f"trio-asgi/{__version__}".encode()
+# Connection-level fields (RFC 9110 7.6.1): the server's business, not an app's.
+HOP_BY_HOP_HEADERS: Final = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
 _REASONS: Final = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 _PLAIN_TEXT: Final = (b"content-type", b"text/plain; charset=utf-8")
 
