@@ -22,7 +22,7 @@ import trio
 from ._types import Address as ClientAddress
 from ._types import ASGIApp, ServerAddress
 from .app_loader import adapt
-from .asgi.scope import ConnectionInfo
+from .asgi.scope import ConnectionInfo, SecureTransportInfo
 from .asyncio_bridge import AsyncioBridge
 from .config import Config
 from .connection import Connection, ServerState
@@ -239,14 +239,13 @@ class Server:
         secure_transport: bool = False,
     ) -> Connection:
         proxy = self._proxy
-        info = ConnectionInfo(
+        info = (SecureTransportInfo if secure_transport else ConnectionInfo)(
             client=addresses[0],
             server=addresses[1],
             root_path=self.config.root_path,
             http_extensions=self._http_extensions,
             tls=tls,
             proxy=proxy if proxy is not None and proxy.trusts_peer(addresses[0]) else None,
-            secure_transport=secure_transport,
         )
         connection = Connection(stream, self.state, info)
         limit = self.config.limit_concurrency

@@ -62,16 +62,23 @@ class ConnectionInfo:
     # Set only when --proxy-headers is on and this peer is a trusted proxy (decided once per
     # connection): then each scope is corrected from the proxy's headers.
     proxy: ProxyHeaders | None = None
-    # An in-process transport that stands for TLS without being TLS (the test client with an
-    # https:// base_url). Only code in this process that hands the server a stream sets it;
-    # no listener does, so no remote peer can.
-    secure_transport: bool = False
 
     @property
     def secure(self) -> bool:
-        """TLS (or a secure in-process transport): the scheme is https/wss (a trusted proxy
-        may still say otherwise)."""
-        return self.tls is not None or self.secure_transport
+        """TLS: the scheme is https/wss (a trusted proxy may still say otherwise)."""
+        return self.tls is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SecureTransportInfo(ConnectionInfo):
+    """An in-process transport that stands for TLS without being TLS (the test client with
+    an https:// base_url). Only code in this process that hands the server a stream picks it;
+    no listener does, so no remote peer can. (A class, not a field: every connection would
+    carry the field.)"""
+
+    @property
+    def secure(self) -> bool:
+        return True
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
