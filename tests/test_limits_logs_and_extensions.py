@@ -18,14 +18,9 @@ from trio_asgi import Config
 from trio_asgi.server import Server
 from trio_asgi.testing import TestClient, WebSocketDenied
 
+from .test_http_limits import hello
+
 Scope = dict[str, Any]
-
-
-async def hello(scope: Scope, receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200})
-    await send({"type": "http.response.body", "body": b"hello"})
 
 
 def _blocking_request(address: tuple[str, int], timeout: float) -> bytes:
