@@ -386,7 +386,7 @@ async def _accept_forever(
     # fail by turns, and that is one episode for whoever reads the log, not dozens.
     logged_at = -math.inf
     level = logging.ERROR
-    ready = _listening_socket(listener) if slots is not None else None
+    ready = listening_socket(listener) if slots is not None else None
     while True:
         if slots is not None:
             if ready is not None:
@@ -437,9 +437,9 @@ async def _accept_forever(
             _start(more, nursery, handler, slots)
 
 
-def _listening_socket(listener: trio.abc.Listener[Any]) -> trio.socket.SocketType | None:
-    """The socket whose readability means a client waits to be accepted; ``None`` for
-    listeners without one (in-memory ones in tests)."""
+def listening_socket(listener: trio.abc.Listener[Any]) -> trio.socket.SocketType | None:
+    """The listening socket under ``listener`` (TLS and unix-file wrappers unwrapped);
+    ``None`` for listeners without one (in-memory ones in tests)."""
     if isinstance(listener, trio.SSLListener):
         listener = listener.transport_listener
     if isinstance(listener, UnixSocketListener):

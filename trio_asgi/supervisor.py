@@ -46,7 +46,7 @@ from .cli import EXIT_FAILED, EXIT_OK, EXIT_STARTUP_FAILED, EXIT_USAGE, fail
 from .config import Config
 from .connection import SERVICE_RESTART
 from .errors import BindError, ConfigError
-from .listeners import UnixSocketListener, listener_url, open_listeners
+from .listeners import listener_url, listening_socket, open_listeners
 from .tls import load_server_tls
 from .worker import (
     GOING_AWAY,
@@ -189,6 +189,7 @@ class Supervisor:
         return EXIT_FAILED if self.forced or self.unclean else EXIT_OK
 
     async def _start_then_roll(self) -> None:
+        started = False
         with trio.CancelScope() as start:
             if self.reloader is not None:
                 # A newer save gives up a first start still under way, as it does a roll
@@ -583,13 +584,10 @@ def _kill(worker: Worker) -> None:
 def _listening_socket(listener: trio.abc.Listener[Any]) -> trio.socket.SocketType:
     """The socket to hand to workers (under a TLS listener, the one it wraps: each worker
     wraps it again with its own TLS context)."""
-    if isinstance(listener, trio.SSLListener):
-        listener = listener.transport_listener
-    if isinstance(listener, UnixSocketListener):  # (the supervisor removes its file at exit)
-        listener = listener.listener
-    if not isinstance(listener, trio.SocketListener):
+    sock = listening_socket(listener)  # (a unix socket's file is removed by the supervisor)
+    if sock is None:
         raise ConfigError(f"workers cannot share a {type(listener).__name__}")
-    return listener.socket
+    return sock
 
 
 def _relative(path: str) -> str:
