@@ -21,6 +21,7 @@ from ._types import ASGIApp
 from .asgi.scope import ConnectionInfo, http_scope
 from .config import Config
 from .errors import ClientDisconnected
+from .handoff import Handoffs
 from .heartbeat import Heartbeat
 from .locks import FIFOLock
 from .logging import format_address
@@ -70,6 +71,11 @@ FIRST_REQUEST_GRACE: Final = 1.0
 SERVICE_RESTART: Final = 1012
 
 
+# What ``Connection._serve_http`` ends with.
+_CLOSE: Final = 0
+_UPGRADE: Final = 1  # a WebSocket handshake
+_HANDED_OFF: Final = 2  # another task serves the connection (``continue_elsewhere``)
+
 # What ``Connection.loop_scope`` becomes when a WebSocket takes over the connection: the
 # session never uses it, and each idle one would keep its own (112 bytes). Never entered.
 _SPENT_SCOPE: Final = trio.CancelScope()
@@ -101,6 +107,7 @@ class ServerState:
     requests: int = 0
     requests_begun: int = 0  # HTTP requests handed to the app (see Connection._is_last_request)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)  # WebSocket keepalive timer
+    handoffs: Handoffs = field(default_factory=Handoffs)  # apps running on after a response
     on_request_limit: Callable[[], None] | None = None  # the server's graceful shutdown
 
     def request_served(self) -> None:
@@ -338,19 +345,25 @@ class Connection:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def serve(self) -> None:
+    async def serve(self, resumed: HTTPCycle | None = None) -> None:
+        """Serve the connection until it closes. With ``resumed``, go on after that request,
+        whose app runs on in the task that ran it (see ``continue_elsewhere``)."""
         self.server.connections.add(self)
         try:
             async with trio.open_nursery() as helpers:
                 self.helpers = helpers
-                upgraded = False
+                outcome = _CLOSE
                 session = None
+                if resumed is not None:
+                    self.loop_scope = trio.CancelScope()  # (a scope is entered only once)
                 with self.loop_scope:
                     # The upgrade request travels through an attribute, not a local here:
                     # this frame lives as long as the WebSocket, the request need not.
-                    upgraded = await self._serve_http()
-                    if upgraded:
+                    outcome = await self._serve_http(resumed)
+                    if outcome == _UPGRADE:
                         session = await self._open_websocket()
+                if outcome == _HANDED_OFF:
+                    return  # (once the new task, a child of this nursery, is done)
                 if session is not None:
                     # Run from this frame (every suspended frame is kept by each idle
                     # WebSocket) and outside the loop scope (a cancel status less); the
@@ -363,12 +376,18 @@ class Connection:
                     finally:
                         self.websocket = None
                         self.server.request_served()
-                if upgraded:
-                    # RFC 6455 7.1.1: after the closing handshake the server closes TCP
-                    # first, without waiting for the app (it hears websocket.disconnect).
-                    await self.close_stream()
-                elif self.lingering and not self.broken and not self.peer_closed:
+                if (
+                    outcome == _CLOSE
+                    and self.lingering
+                    and not self.broken
+                    and not self.peer_closed
+                ):
                     await self._linger()
+                # Closed here, before the nursery is done: a WebSocket's app may still run
+                # (RFC 6455 7.1.1: after the closing handshake the server closes TCP first;
+                # the app hears websocket.disconnect), and so may the app of the request
+                # this task took over from (``resumed``).
+                await self.close_stream()
         except Exception:
             # A bug of ours (the app's exceptions are caught where it is called): it ends this
             # connection, not the server's connections nursery and everyone else with it.
@@ -378,6 +397,22 @@ class Connection:
         finally:
             self.server.connections.discard(self)
             await self.close_stream()
+
+    def continue_elsewhere(self, cycle: HTTPCycle) -> bool:
+        """Let ``cycle``'s app, which runs on after its complete response, finish in this
+        task while a new one serves the connection's next requests (``handoff.py``). False
+        when the connection will not take another request anyway."""
+        server = self.server
+        if (
+            self.cycle is not cycle
+            or self.last_request
+            or self.broken
+            or (server.shutting_down and not server.replaced)
+        ):
+            return False
+        self.cycle = None  # (shutdown has nothing to tell an app whose response is done)
+        self.helpers.start_soon(self.serve, cycle)
+        return True
 
     def shutdown(self) -> None:
         """The server is stopping: finish what is in flight, take nothing new."""
@@ -451,33 +486,38 @@ class Connection:
 
     # -- HTTP/1.1 ----------------------------------------------------------------------------
 
-    async def _serve_http(self) -> bool:
-        """Serve requests in turn; True (with ``self.upgrade`` set) when one asks for a
-        WebSocket."""
+    async def _serve_http(self, resumed: HTTPCycle | None) -> int:
+        """Serve requests in turn, after ``resumed`` if given. ``_UPGRADE`` (with
+        ``self.upgrade`` set) when one asks for a WebSocket, ``_HANDED_OFF`` when another
+        task took over the connection, ``_CLOSE`` otherwise."""
         from .asgi.http import HTTPCycle
 
         proto = self.http
         assert proto is not None
-        first = True
+        first = resumed is None
+        if resumed is not None:
+            await resumed.stop_watching()  # (its disconnect watcher may still be reading)
+            if not await self._continue_after(proto, resumed):
+                return _CLOSE
         while True:
             try:
                 request = await self._next_request(proto, first=first)
             except BadRequest as exc:
                 await self._reject(proto, exc.status, exc.detail, exc.public)
-                return False
+                return _CLOSE
             if request is None:
-                return False
+                return _CLOSE
             if self.overloaded:
                 await self._reject(proto, 503, "over --limit-concurrency", "Server at capacity")
-                return False
+                return _CLOSE
             if request.method == b"CONNECT":
                 await self._reject(proto, 405, "CONNECT", "CONNECT is not supported")
-                return False
+                return _CLOSE
             if proto.websocket_upgrade:
                 # Served by serve(), so that this frame and its locals (h11 state) are gone
                 # while the WebSocket lives on.
                 self.upgrade = request
-                return True
+                return _UPGRADE
             self.requests_served += 1
             self.last_request = self._is_last_request()
             scope = http_scope(request, self.info, self.server.lifespan_state)
@@ -486,15 +526,22 @@ class Connection:
             try:
                 await cycle.run(self.server.app)
             finally:
-                self.cycle = None
+                if self.cycle is cycle:
+                    self.cycle = None
                 self.server.request_served()
-            if not cycle.keep_alive or self.last_request:
-                return False
-            if self.server.shutting_down and not self.server.replaced:  # see SERVICE_RESTART
-                return False
-            if not await self._prepare_next_cycle(proto, request):
-                return False
+            if cycle.handed_off:
+                return _HANDED_OFF
+            if not await self._continue_after(proto, cycle):
+                return _CLOSE
             first = False
+
+    async def _continue_after(self, proto: HTTP1Protocol, cycle: HTTPCycle) -> bool:
+        """Whether the connection takes another request after ``cycle``'s response."""
+        if not cycle.keep_alive or self.last_request:
+            return False
+        if self.server.shutting_down and not self.server.replaced:  # see SERVICE_RESTART
+            return False
+        return await self._prepare_next_cycle(proto)
 
     def _is_last_request(self) -> bool:
         """This connection closes after the request just begun: its response says so."""
@@ -567,7 +614,7 @@ class Connection:
             self._between_requests = False
             scope.deadline = math.inf
 
-    async def _prepare_next_cycle(self, proto: HTTP1Protocol, request: h11.Request) -> bool:
+    async def _prepare_next_cycle(self, proto: HTTP1Protocol) -> bool:
         """Reset for another request, draining a small unread request body first."""
         if proto.start_next_cycle():
             return True

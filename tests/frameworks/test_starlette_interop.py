@@ -12,6 +12,7 @@ import trio
 import trio.testing
 from framework_helpers import TIMEOUT, ASGIApp, Probe, in_thread
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
@@ -93,8 +94,21 @@ def make_app(probe: Probe) -> ASGIApp:
         # The websocket.http.response extension: a real HTTP answer instead of a handshake.
         await websocket.send_denial_response(PlainTextResponse("members only", status_code=401))
 
+    async def with_background(request: Request) -> Response:
+        async def work() -> None:
+            await probe.wait("released")
+            probe.record("background done")
+
+        port = str(request.client.port if request.client else None)
+        return PlainTextResponse(port, background=BackgroundTask(work))
+
+    async def client_port(request: Request) -> Response:
+        return PlainTextResponse(str(request.client.port if request.client else None))
+
     app = Starlette(
         routes=[
+            Route("/background", with_background),
+            Route("/port", client_port),
             Route("/echo", echo, methods=["POST"]),
             Route("/upload", upload, methods=["POST"]),
             Route("/poll", poll_disconnect),
@@ -134,6 +148,25 @@ async def test_http_requests(server: LiveServer) -> None:
             assert http.post("/upload", content=pieces()).json() == {"size": 640_000}
 
     await in_thread(client)
+
+
+async def test_background_task_does_not_hold_back_the_next_request(
+    server: LiveServer, probe: Probe
+) -> None:
+    """httpx sends its next request on the same keep-alive connection once it has the
+    response; it is answered while the background task still runs (as under Uvicorn)."""
+
+    def client() -> tuple[str, str]:
+        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as http:
+            first = http.get("/background").text
+            second = http.get("/port").text
+            return first, second
+
+    first, second = await in_thread(client)
+    assert first == second  # one connection
+    assert "background done" not in probe.values
+    probe.record("released")
+    assert await probe.wait("background done")
 
 
 async def test_streaming_response(server: LiveServer) -> None:

@@ -74,6 +74,7 @@ class HTTPCycle:
     """State of one request while the app runs; also what the access log reports."""
 
     __slots__ = (
+        "_app_running",
         "_bad_request",
         "_body_done",
         "_conn",
@@ -94,6 +95,7 @@ class HTTPCycle:
         "_watcher",
         "bytes_sent",
         "bytes_written",
+        "handed_off",
         "keep_alive",
         "request",
         "scope",
@@ -126,6 +128,8 @@ class HTTPCycle:
         self.bytes_sent = 0  # body bytes, for the access log
         self.bytes_written = False  # anything of the response reached the transport
         self.keep_alive = True
+        self._app_running = False
+        self.handed_off = False  # the connection went on in another task (``hand_off``)
 
     # -- receive -------------------------------------------------------------------------
 
@@ -432,6 +436,14 @@ class HTTPCycle:
         self.bytes_written = True
         if self._response == _COMPLETE:
             self._ended.set()
+            if self.keep_alive:
+                self._conn.server.handoffs.note(self)
+
+    def hand_off(self) -> None:
+        """The app runs on after its complete response: the connection serves its next
+        request from a new task meanwhile (see ``handoff.py``)."""
+        if self._app_running and self.keep_alive:
+            self.handed_off = self._conn.continue_elsewhere(self)
 
     @property
     def no_body(self) -> bool:
@@ -449,8 +461,12 @@ class HTTPCycle:
 
     async def run(self, app: ASGIApp) -> None:
         """Call the app and make sure the client gets a complete answer or a closed socket."""
+        self._app_running = True
         try:
-            await app(self.scope, self.receive, self.send)
+            try:
+                await app(self.scope, self.receive, self.send)
+            finally:
+                self._app_running = False  # (before any await: no handoff from here on)
         except Exception as exc:
             if only_client_disconnects(exc) or self._disconnected:
                 # Frameworks re-raise our ClientDisconnected as their own exception
@@ -469,6 +485,8 @@ class HTTPCycle:
             log_http_access(self, time.perf_counter() - self._started_at)
 
     async def _finish_after_error(self) -> None:
+        if self._response == _COMPLETE:
+            return  # the client has its whole answer: the connection can go on
         self.keep_alive = False
         if self._response in (_NOT_STARTED, _STARTED):
             if self._bad_request is not None:  # the app gave up on a broken request body
