@@ -71,6 +71,26 @@ async def test_an_asyncio_app_serves_http_on_its_own_loop() -> None:
         assert response.text == "asyncio: 300000 bytes"
 
 
+async def test_an_asyncio_app_running_on_after_its_response() -> None:
+    """The next request on the connection goes to a new task meanwhile (handoff.py); that
+    task still reaches the server's asyncio loop."""
+    release = asyncio.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return await lifespan(receive, send)
+        await respond(send, scope["path"].encode())
+        if scope["path"] == "/linger":
+            await release.wait()
+        else:
+            release.set()
+
+    async with TestClient(app, app_loop="asyncio", timeout=5) as client:
+        first = await client.get("/linger")
+        second = await client.get("/next")  # answered while /linger's app still waits
+        assert second.text == "/next" and second.connection_id == first.connection_id
+
+
 async def test_one_loop_for_lifespan_and_every_request_open_until_after_shutdown() -> None:
     events: list[str] = []
     loops: set[asyncio.AbstractEventLoop] = set()

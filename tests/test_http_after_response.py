@@ -201,3 +201,27 @@ async def test_access_log_line_comes_when_the_app_returns(
         await trio.sleep(0.1)
     lines = [r.getMessage() for r in caplog.records if r.name == "trio_asgi.access"]
     assert any('"GET /bg HTTP/1.1" 200' in line for line in lines)
+
+
+async def test_test_client_still_raises_app_errors_after_a_handoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The task that takes a connection over runs in the connection's context, as the
+    task it took over from: here the test client tells its connections apart by it (the
+    client address in the scope is the forwarded one)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/fail":
+            raise ValueError("the app's own error")
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"ok"})
+        await trio.sleep(1)
+
+    config = {"proxy_headers": True, "forwarded_allow_ips": "*"}
+    async with TestClient(app, timeout=5, **config) as client:
+        headers = {"x-forwarded-for": "203.0.113.9"}
+        assert (await client.get("/linger", headers=headers)).text == "ok"
+        with pytest.raises(ValueError, match="the app's own error"):
+            await client.get("/fail", headers=headers)

@@ -8,6 +8,7 @@ once the transport took the bytes (ASGI "flush before returning").
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
@@ -28,6 +29,7 @@ from ..protocols.http1 import (
     InvalidResponse,
     error_body,
 )
+from .context import in_context
 from .files import send_file_range, send_path
 from .messages import header_list, message_type
 
@@ -81,6 +83,7 @@ class HTTPCycle:
         "_disconnected",
         "_ended",
         "_head",
+        "_loop_context",
         "_no_body",
         "_proto",
         "_reading",
@@ -129,6 +132,7 @@ class HTTPCycle:
         self.bytes_written = False  # anything of the response reached the transport
         self.keep_alive = True
         self._app_running = False
+        self._loop_context: contextvars.Context | None = None  # of the task running the app
         self.handed_off = False  # the connection went on in another task (``hand_off``)
 
     # -- receive -------------------------------------------------------------------------
@@ -442,8 +446,11 @@ class HTTPCycle:
     def hand_off(self) -> None:
         """The app runs on after its complete response: the connection serves its next
         request from a new task meanwhile (see ``handoff.py``)."""
-        if self._app_running and self.keep_alive:
-            self.handed_off = self._conn.continue_elsewhere(self)
+        if self._app_running and self.keep_alive and self._loop_context is not None:
+            # The new task starts from a copy of the current context: the connection's, as
+            # every other request on it does (the checking task's lacks an asyncio app's
+            # loop, for one).
+            self.handed_off = self._loop_context.run(self._conn.continue_elsewhere, self)
 
     @property
     def no_body(self) -> bool:
@@ -462,9 +469,10 @@ class HTTPCycle:
     async def run(self, app: ASGIApp) -> None:
         """Call the app and make sure the client gets a complete answer or a closed socket."""
         self._app_running = True
+        self._loop_context = context = contextvars.copy_context()
         try:
             try:
-                await app(self.scope, self.receive, self.send)
+                await in_context(context.copy(), app(self.scope, self.receive, self.send))
             finally:
                 self._app_running = False  # (before any await: no handoff from here on)
         except Exception as exc:

@@ -1,0 +1,40 @@
+"""Run a request's app in a ``contextvars`` context of its own, inside the connection's task.
+
+Each connection serves its HTTP requests one after another in one task (a task per request
+would cost a tenth of a small request), and a trio task has one context for its life. A
+value one request's app set (the current user, a request id) would then be seen by the next
+request on the connection, which a proxy may be forwarding for someone else. Servers that
+start a task per request isolate requests for free; here each app runs in a copy of the
+connection's context, entered at each step of its coroutine, the way asyncio runs a task.
+About 1 µs per request.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import types
+from collections.abc import Coroutine, Generator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@types.coroutine
+def in_context(
+    context: contextvars.Context, coro: Coroutine[Any, Any, T]
+) -> Generator[Any, Any, T]:
+    """Await ``coro`` with ``context`` current whenever it runs; trio's traps pass through
+    untouched, and whatever trio sends or throws in is passed on to ``coro``."""
+    step: Any = coro.send
+    value: Any = None
+    while True:
+        try:
+            trap = context.run(step, value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            value = yield trap
+        except BaseException as exc:  # (thrown in by trio, or GeneratorExit on close)
+            step, value = coro.throw, exc
+        else:
+            step = coro.send
