@@ -91,20 +91,37 @@ async def test_pipelined_request_is_served_while_the_app_still_runs(
         await stream.aclose()
 
 
+def count_tasks() -> int:
+    def tasks_under(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(
+            tasks_under(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+        )
+
+    return tasks_under(trio.lowlevel.current_root_task())
+
+
 async def test_many_lingering_apps_on_one_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Each handoff starts the connection's next loop; all the apps finish in the end."""
+    """Each handoff starts the connection's next loop; all the apps finish in the end, and
+    the tasks that ran them are gone (a keep-alive connection from a proxy may carry
+    millions of requests: finished tasks must not pile up waiting on each other)."""
     app = LingeringApp()
     async with TestClient(app, timeout=5) as client:
-        responses = [await client.get(f"/bg{i}") for i in range(5)]
+        responses = [await client.get(f"/bg{i}") for i in range(20)]
         assert len({response.connection_id for response in responses}) == 1
         assert (await client.get("/last")).text == "/last"
         app.release.set()
         with trio.fail_after(1):
-            while len(app.finished) < 5:
+            while len(app.finished) < 20:
                 await trio.sleep(0.01)
-        assert sorted(app.finished) == [f"/bg{i}" for i in range(5)]
+        assert sorted(app.finished) == sorted(f"/bg{i}" for i in range(20))
+        await trio.sleep(0.1)
+        tasks = count_tasks()
+        # One more request on the connection that another task took over: as many tasks.
+        assert (await client.get("/more")).text == "/more"
+        assert count_tasks() == tasks
+        assert tasks < 20
 
 
 async def test_websocket_upgrade_after_a_lingering_app(

@@ -7,6 +7,7 @@ stream and closes it when ``serve`` returns, whatever happened.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -346,16 +347,25 @@ class Connection:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def serve(self, resumed: HTTPCycle | None = None) -> None:
-        """Serve the connection until it closes. With ``resumed``, go on after that request,
-        whose app runs on in the task that ran it (see ``continue_elsewhere``)."""
-        self.server.connections.add(self)
+        """Serve the connection until it closes.
+
+        With ``resumed``, go on after that request, whose app runs on in the task that ran
+        it (``continue_elsewhere``). Every such task is a child of the first task's nursery,
+        not of the task before it: finished ones do not wait on each other, however many
+        requests a connection carries.
+        """
+        outcome = _CLOSE
+        helpers: contextlib.AbstractAsyncContextManager[trio.Nursery]
+        if resumed is None:
+            self.server.connections.add(self)
+            helpers = trio.open_nursery()
+        else:
+            helpers = contextlib.nullcontext(self.helpers)
+            self.loop_scope = trio.CancelScope()  # (a scope is entered only once)
         try:
-            async with trio.open_nursery() as helpers:
-                self.helpers = helpers
-                outcome = _CLOSE
+            async with helpers as nursery:
+                self.helpers = nursery
                 session = None
-                if resumed is not None:
-                    self.loop_scope = trio.CancelScope()  # (a scope is entered only once)
                 with self.loop_scope:
                     # The upgrade request travels through an attribute, not a local here:
                     # this frame lives as long as the WebSocket, the request need not.
@@ -363,7 +373,7 @@ class Connection:
                     if outcome == _UPGRADE:
                         session = await self._open_websocket()
                 if outcome == _HANDED_OFF:
-                    return  # (once the new task, a child of this nursery, is done)
+                    return  # (the first task's nursery waits for the new one)
                 if session is not None:
                     # Run from this frame (every suspended frame is kept by each idle
                     # WebSocket) and outside the loop scope (a cancel status less); the
@@ -395,8 +405,11 @@ class Connection:
                 "Internal error serving %s; connection closed", format_address(self.info.client)
             )
         finally:
-            self.server.connections.discard(self)
-            await self.close_stream()
+            if resumed is None:  # (after the nursery: everything on the connection is done)
+                self.server.connections.discard(self)
+                await self.close_stream()
+            elif outcome != _HANDED_OFF:
+                await self.close_stream()
 
     def continue_elsewhere(self, cycle: HTTPCycle) -> bool:
         """Let ``cycle``'s app, which runs on after its complete response, finish in this
