@@ -341,11 +341,12 @@ class _BridgedCall:
     async def _make_call(self, servant: _Servant, call: _Call) -> None:
         """Make ``call`` in trio and settle its future with the outcome, unless the asyncio
         side has settled it already (cancelled)."""
+        future = call.future
+        if future.done():  # cancelled before we got to it: nothing to wait for or keep
+            servant.call = None
+            return
         servant.call = call
         call.servant = servant
-        future = call.future
-        if future.done():  # cancelled before we got to it
-            return
         try:
             result = await call.fn(*call.args)
         except trio.Cancelled:

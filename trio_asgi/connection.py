@@ -75,7 +75,7 @@ SERVICE_RESTART: Final = 1012
 # What ``Connection._serve_http`` ends with.
 _CLOSE: Final = 0
 _UPGRADE: Final = 1  # a WebSocket handshake
-_HANDED_OFF: Final = 2  # another task serves the connection (``continue_elsewhere``)
+_HANDED_OFF: Final = 2  # another task serves the connection (``hand_off``)
 
 # What ``Connection.loop_scope`` becomes when a WebSocket takes over the connection: the
 # session never uses it, and each idle one would keep its own (112 bytes). Never entered.
@@ -350,7 +350,7 @@ class Connection:
         """Serve the connection until it closes.
 
         With ``resumed``, go on after that request, whose app runs on in the task that ran
-        it (``continue_elsewhere``). Every such task is a child of the first task's nursery,
+        it (``hand_off``). Every such task is a child of the first task's nursery,
         not of the task before it: finished ones do not wait on each other, however many
         requests a connection carries.
         """
@@ -380,6 +380,7 @@ class Connection:
                     # session stops its reader with ``abandon``.
                     self.loop_scope = _SPENT_SCOPE  # (and does not keep this one)
                     self.websocket = session
+                    self.server.requests_begun += 1  # (see _is_last_request)
                     try:
                         if await session.start(self.server.app):
                             await session.read_frames()
@@ -411,21 +412,25 @@ class Connection:
             elif outcome != _HANDED_OFF:
                 await self.close_stream()
 
-    def continue_elsewhere(self, cycle: HTTPCycle) -> bool:
-        """Let ``cycle``'s app, which runs on after its complete response, finish in this
-        task while a new one serves the connection's next requests (``handoff.py``). False
-        when the connection will not take another request anyway."""
+    def hand_off(self) -> None:
+        """Called a moment after a response of this connection went out: if that request's
+        app still runs, it finishes in this task while a new one serves the connection's
+        next requests (``handoff.py``)."""
+        cycle = self.cycle
         server = self.server
         if (
-            self.cycle is not cycle
+            cycle is None
+            or not cycle.runs_on
             or self.last_request
             or self.broken
             or (server.shutting_down and not server.replaced)
         ):
-            return False
+            return
         self.cycle = None  # (shutdown has nothing to tell an app whose response is done)
-        self.helpers.start_soon(self.serve, cycle)
-        return True
+        cycle.handed_off = True
+        # A new task starts from a copy of the current context: make that the connection's
+        # (the context of the task calling this lacks an asyncio app's loop, for one).
+        cycle.loop_context.run(self.helpers.start_soon, self.serve, cycle)
 
     def shutdown(self) -> None:
         """The server is stopping: finish what is in flight, take nothing new."""

@@ -27,22 +27,28 @@ HANDOFF_AFTER: Final = 0.001
 
 
 class Handoff(Protocol):
-    """A response complete while its app may still run (an ``HTTPCycle``)."""
+    """A connection whose response went out while its app may still run."""
 
     def hand_off(self) -> None:
-        """Serve the connection's next request elsewhere, if the app still runs."""
+        """Serve the connection's next requests from a new task, if the app still runs."""
 
 
 class Handoffs:
-    """Responses complete in the last ``HANDOFF_AFTER``; ``run()`` must be running."""
+    """Connections whose response went out in the last ``HANDOFF_AFTER``; ``run()`` must be
+    running.
+
+    Connections, not requests, are noted: a connection lives on anyway, while keeping a
+    finished request alive until the next check made the garbage collector see it (and
+    promote it, and everything it holds): 10 µs more per small request.
+    """
 
     def __init__(self) -> None:
         self._noted: list[Handoff] = []
         self._sleep: trio.CancelScope | None = None
 
-    def note(self, cycle: Handoff) -> None:
+    def note(self, connection: Handoff) -> None:
         noted = self._noted
-        noted.append(cycle)
+        noted.append(connection)
         sleep = self._sleep
         if len(noted) == 1 and sleep is not None:
             sleep.deadline = trio.current_time() + HANDOFF_AFTER
@@ -59,5 +65,5 @@ class Handoffs:
                 finally:
                     self._sleep = None
             noted, self._noted = self._noted, []
-            for cycle in noted:
-                cycle.hand_off()
+            for connection in noted:
+                connection.hand_off()

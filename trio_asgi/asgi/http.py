@@ -49,6 +49,9 @@ PIPELINE_BUFFER_LIMIT: Final = 64 * 1024
 # is still streaming (SSE) hears http.disconnect; responses in flight finish before that.
 RELEASE_AFTER: Final = 1.0
 
+_NO_CONTEXT: Final = contextvars.Context()  # (until the app runs)
+_NO_RELEASE: Final = trio.CancelScope()  # (the cycle has ended: a stop releases nothing)
+
 # Response states.
 _NOT_STARTED: Final = 0  # nothing from the app yet
 _STARTED: Final = 1  # http.response.start held back, nothing written
@@ -83,7 +86,6 @@ class HTTPCycle:
         "_disconnected",
         "_ended",
         "_head",
-        "_loop_context",
         "_no_body",
         "_proto",
         "_reading",
@@ -100,6 +102,7 @@ class HTTPCycle:
         "bytes_written",
         "handed_off",
         "keep_alive",
+        "loop_context",
         "request",
         "scope",
     )
@@ -132,8 +135,9 @@ class HTTPCycle:
         self.bytes_written = False  # anything of the response reached the transport
         self.keep_alive = True
         self._app_running = False
-        self._loop_context: contextvars.Context | None = None  # of the task running the app
-        self.handed_off = False  # the connection went on in another task (``hand_off``)
+        # The context of the task running the app: a handoff starts the next one from it.
+        self.loop_context = _NO_CONTEXT
+        self.handed_off = False  # the connection went on in another task (``handoff.py``)
 
     # -- receive -------------------------------------------------------------------------
 
@@ -241,15 +245,17 @@ class HTTPCycle:
         shutdown release, which would otherwise hold the connection's nursery open)."""
         if self._release_scope is not None:
             self._release_scope.cancel()
+        self._release_scope = _NO_RELEASE  # a stop that begins from now on starts none
         if self._watcher is not None:
             if self._watch_scope is not None:
                 self._watch_scope.cancel()
             await self._watcher.wait()
 
     def on_shutdown(self) -> None:
-        """Server shutdown: an app parked in ``receive()`` whose response is still streaming
-        ``RELEASE_AFTER`` seconds later hears ``http.disconnect`` then (SSE would otherwise
-        hold the stop until its deadline).
+        """Server shutdown: an app parked in ``receive()`` whose response is streaming
+        ``RELEASE_AFTER`` seconds later (or from then on) hears ``http.disconnect`` then (SSE
+        would otherwise hold the stop until its deadline). With a shorter
+        ``--timeout-graceful-shutdown``, at half of it.
 
         Not at once: Django, Quart and others wait in ``receive()`` beside every view and
         cancel the view (or the response being sent) on ``http.disconnect``, so an immediate
@@ -265,10 +271,11 @@ class HTTPCycle:
 
     async def _release_later(self, scope: trio.CancelScope) -> None:
         with scope:  # cancelled when the cycle ends first
-            await trio.sleep(RELEASE_AFTER)
+            await trio.sleep(min(RELEASE_AFTER, self._conn.config.timeout_graceful_shutdown / 2))
             self._released = True
             if self._response >= _STREAMING:
                 self._ended.set()
+            # (otherwise ``head`` does, when the response starts streaming)
 
     # -- send ----------------------------------------------------------------------------
 
@@ -331,6 +338,8 @@ class HTTPCycle:
             self._status, self._head, body=None if self._no_body else body, final=final
         )
         self._response = _STREAMING
+        if self._released:  # a stop released the app already: a long poll turned into SSE
+            self._ended.set()
         return data
 
     def body_end(self) -> bytes:
@@ -441,16 +450,18 @@ class HTTPCycle:
         if self._response == _COMPLETE:
             self._ended.set()
             if self.keep_alive:
-                self._conn.server.handoffs.note(self)
+                self._conn.server.handoffs.note(self._conn)
 
-    def hand_off(self) -> None:
-        """The app runs on after its complete response: the connection serves its next
-        request from a new task meanwhile (see ``handoff.py``)."""
-        if self._app_running and self.keep_alive and self._loop_context is not None:
-            # The new task starts from a copy of the current context: the connection's, as
-            # every other request on it does (the checking task's lacks an asyncio app's
-            # loop, for one).
-            self.handed_off = self._loop_context.run(self._conn.continue_elsewhere, self)
+    @property
+    def runs_on(self) -> bool:
+        """The app still runs although its whole response went out, on a connection that
+        can take another request (see ``handoff.py``)."""
+        return (
+            self._app_running
+            and self.keep_alive
+            and self._response == _COMPLETE
+            and self._ended.is_set()  # (set once the last bytes were written)
+        )
 
     @property
     def no_body(self) -> bool:
@@ -469,7 +480,7 @@ class HTTPCycle:
     async def run(self, app: ASGIApp) -> None:
         """Call the app and make sure the client gets a complete answer or a closed socket."""
         self._app_running = True
-        self._loop_context = context = contextvars.copy_context()
+        self.loop_context = context = contextvars.copy_context()
         try:
             try:
                 await in_context(context.copy(), app(self.scope, self.receive, self.send))

@@ -83,8 +83,9 @@ class SecureTransportInfo(ConnectionInfo):
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """``(raw_path, query_string)`` of a request target in origin or absolute form."""
-    if target[:1] != b"/" and b"://" in target[:8]:
-        # absolute-form (RFC 9112 3.2.2), as sent to proxies: keep only path and query
+    if target[:1] != b"/" and b"://" in target:
+        # absolute-form (RFC 9112 3.2.2), as sent to proxies, of any scheme (the protocol
+        # layer let only these forms through): keep only path and query
         parts = urlsplit(target)
         return parts.path or b"/", parts.query
     raw_path, _, query = target.partition(b"?")

@@ -223,6 +223,7 @@ class HTTP1Protocol:
         6.3); a front proxy may pick the other one. RFC 9112 6.1 allows refusing such a
         request, and with request smuggling in mind we do.
         """
+        self._head_request = request.method == b"HEAD"  # (first: a refusal has no body)
         _check_target(request.method, request.target)
         length: int | None = None
         encoded = False
@@ -238,7 +239,6 @@ class HTTP1Protocol:
             raise BadRequest(400, "both Content-Length and Transfer-Encoding")
         self.content_length = length
         self.websocket_upgrade = upgrade
-        self._head_request = request.method == b"HEAD"
 
     @property
     def nothing_received(self) -> bool:
