@@ -194,22 +194,48 @@ async def test_an_asyncio_timeout_on_receive_cancels_the_trio_call_and_loses_not
             assert await ws.receive_text() == "got m1"
 
 
+class NumberedMessages:
+    """The server side of a bridge: ``receive()`` gives numbered messages (once ``arrived``
+    is set, if given)."""
+
+    def __init__(self, arrived: trio.Event | None = None) -> None:
+        self.arrived = arrived
+        self.taken = 0
+
+    async def serve(self, app: Any, timeout: float) -> bool:
+        """Run ``app`` over the bridge with this as the server; False if it timed out."""
+        bridge = AsyncioBridge(app)
+        async with bridge.open():
+            with trio.move_on_after(timeout) as waited:
+                await bridge({"type": "http"}, self.receive, self.send)
+        return not waited.cancelled_caught
+
+    async def receive(self) -> Message:
+        if self.arrived is not None:
+            await self.arrived.wait()
+        self.taken += 1
+        return {"type": "test.message", "n": self.taken}
+
+    async def send(self, message: Message) -> None:
+        raise AssertionError("not used")
+
+
+async def outcome_then_next(first: asyncio.Future[Any], receive: Any) -> list[object]:
+    """What a cancelled ``first`` receive() gave ("cancelled" if nothing), then the next."""
+    try:
+        got: list[object] = [await first]
+    except asyncio.CancelledError:
+        got = ["cancelled"]
+    got.append(await receive())
+    return got
+
+
 @pytest.mark.parametrize("when", ["before-the-message", "with-the-message", "after-the-call"])
 async def test_a_receive_cancelled_as_its_message_arrives_loses_nothing(when: str) -> None:
     """An asyncio task cancelled just as (or after) the trio side took its message: the
     message comes from the next receive(), in order (it was lost)."""
     arrived = trio.Event()
-    taken = 0
-
-    async def server_receive() -> Message:
-        nonlocal taken
-        await arrived.wait()
-        taken += 1
-        return {"type": "test.message", "n": taken}
-
-    async def server_send(message: Message) -> None:
-        raise AssertionError("not used")
-
+    server = NumberedMessages(arrived)
     got: list[object] = []
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -224,21 +250,45 @@ async def test_a_receive_cancelled_as_its_message_arrives_loses_nothing(when: st
             first.cancel()
         else:
             arrived.set()
-            while taken == 0:
+            while server.taken == 0:
                 await asyncio.sleep(0)
             first.cancel()
-        try:
-            got.append(await first)
-        except asyncio.CancelledError:
-            got.append("cancelled")
-        got.append(await receive())
+        got.extend(await outcome_then_next(first, receive))
 
-    bridge = AsyncioBridge(app)
-    async with bridge.open():
-        with trio.fail_after(5):
-            await bridge({"type": "http"}, server_receive, server_send)
+    assert await server.serve(app, timeout=5)
     messages = [item for item in got if item != "cancelled"]
     assert messages[0] == {"type": "test.message", "n": 1}, got
+
+
+async def test_bridge_receive_after_a_receive_cancelled_before_its_servant_ran(
+    autojump_clock: Any,
+) -> None:
+    """An asyncio task cancelled while waiting in receive(), before the trio servant started
+    the call: the app's next receive() must return the next message. It hangs forever.
+
+    ``_make_call`` (asyncio_bridge.py) returns early when the future is already cancelled,
+    before its try/finally, leaving ``servant.call`` pointing at the call and never setting
+    ``call.finished``. When the asyncio task then handles its CancelledError in ``_submit``,
+    ``servant.call is call`` still holds, so it creates ``call.finished`` and records the
+    call as ``_given_up``; the next receive() awaits ``given_up.finished``, which nobody
+    will ever set. The servant gets to run between the cancel and the task's own handling
+    whenever the loop yields to trio in between: here the asyncio loop is busy (more ready
+    callbacks than one trio round runs, CALLBACK_BATCH), as under load. Before 6790a4f the
+    next receive() simply made a new call."""
+    server = NumberedMessages()
+    got: list[object] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(receive())
+        await asyncio.sleep(0)  # it submits its call; the servant has not run yet
+        for _ in range(1000):  # a busy loop: the task handles its cancel rounds later
+            loop.call_soon(lambda: None)
+        first.cancel()
+        got.extend(await outcome_then_next(first, receive))
+
+    assert await server.serve(app, timeout=30), f"the second receive() never returned: {got}"
+    assert got == ["cancelled", {"type": "test.message", "n": 1}], got
 
 
 async def test_shutdown_drains_then_cancels_the_asyncio_task(autojump_clock: MockClock) -> None:

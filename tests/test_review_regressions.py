@@ -1,13 +1,12 @@
 """Edge cases found reviewing b67ba07..1470c60: the graceful stop's release of SSE apps,
---limit-max-requests with WebSocket sessions, refused HEAD requests, absolute-form targets
-and a cancelled receive() in the asyncio bridge.
+--limit-max-requests with WebSocket sessions, refused HEAD requests and absolute-form targets.
+(The asyncio bridge's case is in test_asyncio_bridge.py.)
 
 Every test here failed on 1470c60 and states in its docstring what is expected and why.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -16,7 +15,6 @@ import trio
 import trio.testing
 
 from trio_asgi.asgi.http import RELEASE_AFTER
-from trio_asgi.asyncio_bridge import AsyncioBridge
 from trio_asgi.testing import TestClient, WebSocketDenied
 
 from .conftest import raw_exchange, status_of
@@ -279,54 +277,3 @@ async def test_absolute_form_with_any_scheme_does_not_reach_the_app_as_its_path(
         request = b"GET custom://example.org/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         response = await raw_exchange(await client.connect(), request)
     assert status_of(response) == 400 or seen == ["/x"], (seen, response[:40])
-
-
-# -- asyncio bridge: a receive() given up on before its servant ran ---------------------------
-
-
-async def test_bridge_receive_after_a_receive_cancelled_before_its_servant_ran(
-    autojump_clock: Any,
-) -> None:
-    """An asyncio task cancelled while waiting in receive(), before the trio servant started
-    the call: the app's next receive() must return the next message. It hangs forever.
-
-    ``_make_call`` (asyncio_bridge.py) returns early when the future is already cancelled,
-    before its try/finally, leaving ``servant.call`` pointing at the call and never setting
-    ``call.finished``. When the asyncio task then handles its CancelledError in ``_submit``,
-    ``servant.call is call`` still holds, so it creates ``call.finished`` and records the
-    call as ``_given_up``; the next receive() awaits ``given_up.finished``, which nobody
-    will ever set. The servant gets to run between the cancel and the task's own handling
-    whenever the loop yields to trio in between: here the asyncio loop is busy (more ready
-    callbacks than one trio round runs, CALLBACK_BATCH), as under load. Before 6790a4f the
-    next receive() simply made a new call."""
-    taken = 0
-
-    async def server_receive() -> Message:
-        nonlocal taken
-        taken += 1
-        return {"type": "test.message", "n": taken}
-
-    async def server_send(message: Message) -> None:
-        raise AssertionError("not used")
-
-    got: list[object] = []
-
-    async def app(scope: Scope, receive: Any, send: Any) -> None:
-        loop = asyncio.get_running_loop()
-        first = asyncio.ensure_future(receive())
-        await asyncio.sleep(0)  # it submits its call; the servant has not run yet
-        for _ in range(1000):  # a busy loop: the task handles its cancel rounds later
-            loop.call_soon(lambda: None)
-        first.cancel()
-        try:
-            got.append(await first)
-        except asyncio.CancelledError:
-            got.append("cancelled")
-        got.append(await receive())
-
-    bridge = AsyncioBridge(app)
-    async with bridge.open():
-        with trio.move_on_after(30) as waited:
-            await bridge({"type": "http"}, server_receive, server_send)
-    assert not waited.cancelled_caught, f"the second receive() never returned: {got}"
-    assert got == ["cancelled", {"type": "test.message", "n": 1}], got
