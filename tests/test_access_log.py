@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import trio
 
 from trio_asgi import Config, ConfigError
 from trio_asgi.access_log import (
@@ -39,14 +39,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": b"hello"})
-
-
-@pytest.fixture
-def access_lines(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
-    caplog.set_level(logging.INFO, logger="trio_asgi.access")
-    lines: list[str] = []
-    yield lines
-    lines.extend(r.getMessage() for r in caplog.records if r.name == "trio_asgi.access")
 
 
 async def http_line(
@@ -281,3 +273,85 @@ def test_access_format_with_the_access_log_off_is_allowed() -> None:
     switch the log off (--no-access-log wins)."""
     _, config = parse_args(["m:app", "--access-log-format", "{status}", "--no-access-log"])
     assert config.access_log is False
+
+
+# -- requests the server answers itself --------------------------------------------------------
+
+REFUSED = [
+    pytest.param(
+        b"GET /x HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", '"- - HTTP/1.1" 400 ', id="400"
+    ),
+    pytest.param(
+        b"GET /x HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+        '"- - HTTP/1.1" 431 ',
+        id="431",
+    ),
+    pytest.param(b"CONNECT example.org:443 HTTP/1.1\r\nHost: x\r\n\r\n", '"CONNECT ', id="405"),
+    pytest.param(
+        b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+        '"GET /chat HTTP/1.1" 426 ',
+        id="426-websocket-version",
+    ),
+]
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "trio_asgi.access"]
+
+
+@pytest.mark.parametrize(("request_bytes", "expected"), REFUSED)
+async def test_refused_requests_get_a_line(
+    caplog: pytest.LogCaptureFixture, request_bytes: bytes, expected: str
+) -> None:
+    """Operators look for scanners and broken clients in the access log: a request the
+    server refuses without running the app gets its line too, in the same format (the
+    request line is "- - HTTP/1.1" when the head could not be read)."""
+    caplog.set_level(logging.INFO, logger="trio_asgi.access")
+    async with TestClient(app) as client:
+        stream = await client.connect()
+        await stream.send_all(request_bytes)
+        response = await stream.receive_until_eof()
+    body = response.partition(b"\r\n\r\n")[2]
+    [line] = logged(caplog)
+    assert expected in line
+    assert line.startswith("127.0.0.1:")
+    assert f" {len(body)} " in line  # the body bytes of the server's answer
+
+
+async def test_overload_503_gets_a_line(caplog: pytest.LogCaptureFixture) -> None:
+    """--limit-concurrency in 503 mode: refused requests are what an operator most needs to
+    see, and a parsed request shows its request line."""
+    caplog.set_level(logging.INFO, logger="trio_asgi.access")
+    entered, release = trio.Event(), trio.Event()
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        entered.set()
+        await release.wait()
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body"})
+
+    config = {"limit_concurrency": 1, "limit_concurrency_mode": "503"}
+    async with TestClient(slow, **config) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(client.get, "/first")
+        await entered.wait()
+        refused = await client.connect()
+        await refused.send_all(b"GET /second?q=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 503 " in await refused.receive_until_eof()
+        release.set()
+    lines = logged(caplog)
+    assert any('"GET /second?q=1 HTTP/1.1" 503 ' in line for line in lines), lines
+    assert any('"GET /first HTTP/1.1" 204 ' in line for line in lines), lines
+
+
+async def test_refused_requests_are_quiet_with_the_access_log_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_asgi.access")
+    async with TestClient(app, access_log=False) as client:
+        stream = await client.connect()
+        await stream.send_all(REFUSED[0].values[0])  # type: ignore[index]
+        await stream.receive_until_eof()
+    assert logged(caplog) == []

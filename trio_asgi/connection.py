@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -25,7 +26,7 @@ from .errors import ClientDisconnected
 from .handoff import Handoffs
 from .heartbeat import Heartbeat
 from .locks import FIFOLock
-from .logging import format_address
+from .logging import format_address, log_http_refused
 from .protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ FIRST_REQUEST_GRACE: Final = 1.0
 # with "Connection: close". When the server just goes away (1001) they are closed at once.
 SERVICE_RESTART: Final = 1012
 
+
+# What the access log shows of a request whose head could not be read: "- - HTTP/1.1".
+_UNREAD_REQUEST: Final = h11.Request(method=b"-", target=b"-", headers=[(b"host", b"-")])
 
 # What ``Connection._serve_http`` ends with.
 _CLOSE: Final = 0
@@ -526,10 +530,14 @@ class Connection:
             if request is None:
                 return _CLOSE
             if self.overloaded:
-                await self._reject(proto, 503, "over --limit-concurrency", "Server at capacity")
+                await self._reject(
+                    proto, 503, "over --limit-concurrency", "Server at capacity", request=request
+                )
                 return _CLOSE
             if request.method == b"CONNECT":
-                await self._reject(proto, 405, "CONNECT", "CONNECT is not supported")
+                await self._reject(
+                    proto, 405, "CONNECT", "CONNECT is not supported", request=request
+                )
                 return _CLOSE
             if proto.websocket_upgrade:
                 # Served by serve(), so that this frame and its locals (h11 state) are gone
@@ -663,17 +671,36 @@ class Connection:
         return False
 
     async def _reject(
-        self, proto: HTTP1Protocol, status: int, detail: str, public: str | None = None
+        self,
+        proto: HTTP1Protocol,
+        status: int,
+        detail: str,
+        public: str | None = None,
+        *,
+        request: h11.Request | None = None,
     ) -> None:
-        """Answer a request we will not run (bad input) and close."""
+        """Answer a request we will not run (bad input, overload) and close."""
         log.debug("rejecting request from %s with %d: %s", self.info.client, status, detail)
         self.lingering = True
-        response = proto.error_response(status, public)
-        if response is not None:
-            try:
-                await self.send(response)
-            except ClientDisconnected:
-                pass
+        await self._answer_refused(proto.error_response(status, public), status, request)
+
+    async def _answer_refused(
+        self, response: bytes | None, status: int, request: h11.Request | None
+    ) -> None:
+        """Send the server's own answer to a request the app never saw (``None``: none can
+        be sent any more), and give it an access-log line like any other request's."""
+        if response is None:
+            return
+        started = time.perf_counter()
+        size = len(response) - response.index(b"\r\n\r\n") - 4  # (the body)
+        try:
+            await self.send(response)
+        except ClientDisconnected:
+            size = 0
+        if self.server.access_log:
+            # A head that could not be parsed is logged as "- - HTTP/1.1".
+            scope = http_scope(request or _UNREAD_REQUEST, self.info, {})
+            log_http_refused(self.config, scope, status, size, time.perf_counter() - started)
 
     # -- WebSocket ---------------------------------------------------------------------------
 
@@ -692,16 +719,12 @@ class Connection:
                 return None
             handshake = check_handshake(request.method, request.http_version, request.headers)
         except BadRequest as exc:
-            await self._reject(proto, exc.status, exc.detail, exc.public)
+            await self._reject(proto, exc.status, exc.detail, exc.public, request=request)
             return None
         except HandshakeError as exc:
             log.debug("bad WebSocket handshake from %s: %s", self.info.client, exc.detail)
             response = proto.error_response(exc.status, exc.detail, exc.headers)
-            if response is not None:
-                try:
-                    await self.send(response)
-                except ClientDisconnected:
-                    pass
+            await self._answer_refused(response, exc.status, request)
             return None
         return WebSocketSession(self, proto, request, handshake)
 

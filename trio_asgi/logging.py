@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .access_log import (
     DEFAULT_WS_ACCESS_FORMAT,
@@ -23,6 +23,7 @@ from .access_log import (
 if TYPE_CHECKING:
     from .asgi.http import HTTPCycle
     from .asgi.websocket import WebSocketSession
+    from .config import Config
 
 error_logger = logging.getLogger("trio_asgi.error")
 access_logger = logging.getLogger("trio_asgi.access")
@@ -74,6 +75,15 @@ def log_http_access(cycle: HTTPCycle, duration: float) -> None:
             response_headers=cycle._head,
         )
     )
+
+
+def log_http_refused(
+    config: Config, scope: dict[str, Any], status: int, size: int, duration: float
+) -> None:
+    """A request the server answered itself without running the app (400, 405, 408, 431,
+    a 503 for overload, a bad WebSocket handshake), in the HTTP format like the others."""
+    line_format = compile_format(config.access_log_format, "http")
+    access_logger.info(AccessLine(line_format, scope, duration, status=status, size=size))
 
 
 def log_websocket_denied(session: WebSocketSession, duration: float) -> None:
