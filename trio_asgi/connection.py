@@ -418,8 +418,8 @@ class Connection:
 
     def hand_off(self) -> None:
         """Called a moment after a response of this connection went out: if that request's
-        app still runs, it finishes in this task while a new one serves the connection's
-        next requests (``handoff.py``)."""
+        app still runs, it finishes in the task running it while a new task serves the
+        connection's next requests (``handoff.py``)."""
         cycle = self.cycle
         server = self.server
         if (
