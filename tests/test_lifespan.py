@@ -81,6 +81,40 @@ async def test_shutdown_failure_is_reported() -> None:
             pass
 
 
+def hanging_shutdown_app(cancelled: list[bool]) -> Any:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        try:
+            await trio.sleep_forever()  # a cleanup that never ends (a stuck pool close)
+        finally:
+            cancelled.append(True)
+
+    return app
+
+
+@pytest.mark.parametrize(("config", "limit"), [({}, 30.0), ({"timeout_lifespan_shutdown": 5}, 5)])
+async def test_a_hanging_lifespan_shutdown_is_bounded(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    config: dict[str, Any],
+    limit: float,
+) -> None:
+    """A stop is bounded: lifespan shutdown gets --timeout-lifespan-shutdown (30 s by
+    default), then it is cancelled, logged and reported as a failed shutdown."""
+    cancelled: list[bool] = []
+    started = trio.current_time()
+    with pytest.raises(RuntimeError, match="did not finish within"):
+        async with TestClient(hanging_shutdown_app(cancelled), **config):
+            started = trio.current_time()
+    assert trio.current_time() - started == pytest.approx(limit)
+    assert cancelled == [True]
+    assert "--timeout-lifespan-shutdown" in caplog.text
+
+
 async def test_no_connection_is_accepted_before_startup_completes() -> None:
     """serve() binds, but start() only returns once startup completed."""
     gate = trio.Event()

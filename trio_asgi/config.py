@@ -448,6 +448,13 @@ class Config:
         group="shutdown",
         metavar="SECONDS",
     )
+    timeout_lifespan_shutdown: float = setting(
+        30.0,
+        "Seconds the app's lifespan shutdown gets before it is cancelled and reported as "
+        "failed, so that a stop always ends (30: the usual grace of process managers).",
+        group="shutdown",
+        metavar="SECONDS",
+    )
 
     # -- processes: --workers and --reload (trio_asgi/supervisor.py) ---------------------------
     workers: int = setting(
@@ -527,6 +534,7 @@ class Config:
             "timeout_request_body",
             "timeout_write",
             "timeout_graceful_shutdown",
+            "timeout_lifespan_shutdown",
             "ws_ping_interval",
             "ws_ping_timeout",
             "ws_accept_timeout",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import trio
@@ -18,9 +19,17 @@ log = logging.getLogger("trio_asgi.error")
 class Lifespan:
     """Runs the app's ``lifespan`` scope as one task for the whole life of the server."""
 
-    def __init__(self, app: ASGIApp, mode: LifespanMode, state: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        mode: LifespanMode,
+        state: dict[str, Any],
+        *,
+        shutdown_limit: float = math.inf,
+    ) -> None:
         self._app = app
         self._mode = mode
+        self._shutdown_limit = shutdown_limit  # seconds (--timeout-lifespan-shutdown)
         self.state = state
         self.running = False  # the app is inside the lifespan protocol right now
         self._startup_sent = False
@@ -42,11 +51,21 @@ class Lifespan:
             raise StartupFailed(self._startup_error)
 
     async def shutdown(self) -> None:
-        """Send ``lifespan.shutdown`` and wait for the app's answer."""
+        """Send ``lifespan.shutdown`` and wait for the app's answer, at most the shutdown
+        limit (then the caller cancels the lifespan task)."""
         if not self.running:
             return
         self._shutdown_requested.set()
-        await self._shutdown_done.wait()
+        limit = self._shutdown_limit
+        with trio.move_on_after(limit) as waited:
+            await self._shutdown_done.wait()
+        if waited.cancelled_caught:
+            self.shutdown_failure = f"did not finish within {limit:g} s"
+            log.error(
+                "Application shutdown did not finish within %g s "
+                "(--timeout-lifespan-shutdown); cancelled",
+                limit,
+            )
 
     async def _main(self) -> None:
         scope = {

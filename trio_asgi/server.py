@@ -88,7 +88,12 @@ class Server:
         self._close_code = 1001
         self._stop = trio.Event()
         self._root: trio.Nursery | None = None
-        self.lifespan = Lifespan(self.state.app, self.config.lifespan, self.state.lifespan_state)
+        self.lifespan = Lifespan(
+            self.state.app,
+            self.config.lifespan,
+            self.state.lifespan_state,
+            shutdown_limit=self.config.timeout_lifespan_shutdown,
+        )
         self.state.on_request_limit = self.request_shutdown
         self._http_extensions = http_extensions(self.config)
         # TLS files are loaded here, so that a bad one is a usage error before serving.

@@ -22,7 +22,8 @@ accepts it first. Nothing forks a running trio program.
   one worker start-up per worker. A replacement that fails to start stops the roll; the
   workers not replaced yet keep serving.
 - **Shutdown** (SIGINT, SIGTERM): every worker is told to stop gracefully (1001), and gets
-  ``--timeout-graceful-shutdown`` plus ``STOP_MARGIN`` before it is killed. A second signal
+  ``--timeout-graceful-shutdown`` and ``--timeout-lifespan-shutdown`` plus ``STOP_MARGIN``
+  before it is killed. A second signal
   tells them to stop at once. Exit code 0 when every worker stopped cleanly, else 1.
 
 Signals, to the supervisor: SIGINT/SIGTERM stop gracefully, again: at once; SIGHUP rolls.
@@ -428,7 +429,9 @@ class Supervisor:
 
     async def _kill_if_stuck(self, worker: Worker) -> None:
         """A draining worker gets what a stopping server gets, then it is killed."""
-        with trio.move_on_after(self.config.timeout_graceful_shutdown + STOP_MARGIN):
+        config = self.config
+        allowed = config.timeout_graceful_shutdown + config.timeout_lifespan_shutdown
+        with trio.move_on_after(allowed + STOP_MARGIN):
             await worker.exited.wait()
             return
         log.warning("Worker %d did not stop in time; killing it", worker.pid)
