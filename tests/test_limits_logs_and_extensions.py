@@ -163,6 +163,29 @@ async def test_access_log_bytes_of_a_server_500(caplog: pytest.LogCaptureFixture
     assert _access_lines(caplog) == [f"500 {len(response.content)}"]
 
 
+async def test_response_headers_of_a_server_500_are_the_ones_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``{response_header[...]}`` shows the head that went out: after a crash between
+    ``http.response.start`` and the body, that is the server's 500, not the app's head,
+    which never reached the client."""
+    caplog.set_level(logging.INFO, logger="trio_asgi.access")
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"x-app", b"1"), (b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        raise RuntimeError("boom")
+
+    fmt = "{status} {response_header[x-app]} {response_header[content-type]}"
+    async with TestClient(app, raise_app_exceptions=False, access_log_format=fmt) as client:
+        response = await client.get("/")
+    assert response.status_code == 500
+    assert "x-app" not in response.headers
+    assert _access_lines(caplog) == [f"500 - {response.headers['content-type']}"]
+
+
 async def test_denied_websocket_handshake_gets_an_access_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -28,6 +28,7 @@ from ..protocols.http1 import (
     HTTP1Protocol,
     InvalidResponse,
     error_body,
+    error_head,
 )
 from .context import in_context
 from .files import send_file_range, send_path
@@ -536,14 +537,17 @@ class HTTPCycle:
         response = self._proto.error_response(status, detail)
         self._status = status
         self._response = _COMPLETE
+        self._head = []  # (the app's head never went out; the access log shows what did)
         if response is None or self._conn.broken:
             return
         try:
             await self._conn.send(response)
         except ClientDisconnected:
             return
+        body = error_body(status, detail)
+        self._head = error_head(body)
         if self.request.method != b"HEAD":
-            self.bytes_sent = len(error_body(status, detail))  # what the access log reports
+            self.bytes_sent = len(body)  # what the access log reports
 
     # -- reporting -----------------------------------------------------------------------
 

@@ -145,6 +145,11 @@ def error_body(status: int, message: str | None = None) -> bytes:
     return (message or reason_phrase(status).decode()).encode() + b"\n"
 
 
+def error_head(body: bytes) -> list[tuple[bytes, bytes]]:
+    """The header fields of the server's own error responses, around ``body``."""
+    return [_PLAIN_TEXT, (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+
+
 class HTTP1Protocol:
     """One HTTP/1.1 server connection: request parsing and response serialization."""
 
@@ -395,12 +400,7 @@ class HTTP1Protocol:
         if self._conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return None
         body = error_body(status, message)
-        head = [
-            _PLAIN_TEXT,
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-            *headers,
-        ]
+        head = [*error_head(body), *headers]
         try:
             if self._head_request:  # the length of the body a GET would get, and no body
                 return self.response_head(status, head) + self.end()
