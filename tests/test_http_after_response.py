@@ -242,3 +242,30 @@ async def test_test_client_still_raises_app_errors_after_a_handoff(
         assert (await client.get("/linger", headers=headers)).text == "ok"
         with pytest.raises(ValueError, match="the app's own error"):
             await client.get("/fail", headers=headers)
+
+
+async def test_a_response_sent_by_a_task_of_the_app(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The app's own coroutine may be waiting (on a nursery, or on the asyncio bridge)
+    while another of its tasks sends the response and then goes on working."""
+    release = trio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+
+        async def respond() -> None:
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.body", "body": scope["path"].encode()})
+            if scope["path"] == "/linger":
+                await release.wait()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(respond)
+
+    async with TestClient(app, timeout=5) as client:
+        first = await client.get("/linger")
+        second = await client.get("/next")
+        assert second.text == "/next" and second.connection_id == first.connection_id
+        release.set()

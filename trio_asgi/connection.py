@@ -434,7 +434,8 @@ class Connection:
         cycle.handed_off = True
         # A new task starts from a copy of the current context: make that the connection's
         # (the context of the task calling this lacks an asyncio app's loop, for one).
-        cycle.loop_context.run(self.helpers.start_soon, self.serve, cycle)
+        assert cycle.task is not None  # (it runs the app)
+        cycle.task.context.run(self.helpers.start_soon, self.serve, cycle)
 
     def shutdown(self) -> None:
         """The server is stopping: finish what is in flight, take nothing new."""

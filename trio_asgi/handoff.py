@@ -6,10 +6,13 @@ its response is complete (Starlette's ``BackgroundTasks``, a final flush of logs
 metrics), and its client, which has its answer, sends the next request on the same
 connection; Uvicorn and Hypercorn serve that at once.
 
-So each complete keep-alive response is noted here, and one task per server looks at the
-notes ``HANDOFF_AFTER`` later: a connection whose app has not returned by then goes on
-serving in a new task of its own nursery, while the old task finishes the app. The usual
-app, which returns right after its response, costs a list append.
+So a connection whose app waits for something after its response went out is noted here
+(``HTTPCycle._waits``, seen by the step-by-step driver of ``asgi/context.py``, or a final
+write from another task of the app), and one task per server looks at the notes
+``HANDOFF_AFTER`` later: a connection whose app has not returned by then goes on serving in
+a new task of its own nursery, while the old task finishes the app. The usual app returns
+right after its response without waiting, and costs nothing here: no note, and no wakeup
+of the checking task (each costs about 20 µs).
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ class Handoffs:
     """Connections whose response went out in the last ``HANDOFF_AFTER``; ``run()`` must be
     running.
 
-    Connections, not requests, are noted: a connection lives on anyway, while keeping a
-    finished request alive until the next check made the garbage collector see it (and
-    promote it, and everything it holds): 10 µs more per small request.
+    Connections, not requests, are noted: a connection lives on anyway, while a finished
+    request kept alive until the next check would be seen (and promoted) by the garbage
+    collector, with everything it holds.
     """
 
     def __init__(self) -> None:

@@ -8,7 +8,6 @@ once the transport took the bytes (ASGI "flush before returning").
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
@@ -50,7 +49,6 @@ PIPELINE_BUFFER_LIMIT: Final = 64 * 1024
 # is still streaming (SSE) hears http.disconnect; responses in flight finish before that.
 RELEASE_AFTER: Final = 1.0
 
-_NO_CONTEXT: Final = contextvars.Context()  # (until the app runs)
 _NO_RELEASE: Final = trio.CancelScope()  # (the cycle has ended: a stop releases nothing)
 
 # Response states.
@@ -88,6 +86,7 @@ class HTTPCycle:
         "_ended",
         "_head",
         "_no_body",
+        "_noted",
         "_proto",
         "_reading",
         "_release_scope",
@@ -103,9 +102,9 @@ class HTTPCycle:
         "bytes_written",
         "handed_off",
         "keep_alive",
-        "loop_context",
         "request",
         "scope",
+        "task",
     )
 
     def __init__(
@@ -136,8 +135,9 @@ class HTTPCycle:
         self.bytes_written = False  # anything of the response reached the transport
         self.keep_alive = True
         self._app_running = False
+        self._noted = False  # for a handoff, see _waits
         # The context of the task running the app: a handoff starts the next one from it.
-        self.loop_context = _NO_CONTEXT
+        self.task: trio.lowlevel.Task | None = None  # runs the app (a handoff copies its context)
         self.handed_off = False  # the connection went on in another task (``handoff.py``)
 
     # -- receive -------------------------------------------------------------------------
@@ -450,6 +450,15 @@ class HTTPCycle:
         self.bytes_written = True
         if self._response == _COMPLETE:
             self._ended.set()
+            if trio.lowlevel.current_task() is not self.task:
+                self._waits()  # another task of the app wrote: the app's own waits already
+
+    def _waits(self) -> None:
+        """The app waits for something: if its response went out already, it runs on after
+        it (background work), and its connection is noted for a handoff (``handoff.py``).
+        An app that returns right after its response never gets here."""
+        if not self._noted and self._ended.is_set() and self._response == _COMPLETE:
+            self._noted = True
             if self.keep_alive:
                 self._conn.server.handoffs.note(self._conn)
 
@@ -481,10 +490,11 @@ class HTTPCycle:
     async def run(self, app: ASGIApp) -> None:
         """Call the app and make sure the client gets a complete answer or a closed socket."""
         self._app_running = True
-        self.loop_context = context = contextvars.copy_context()
+        self.task = trio.lowlevel.current_task()
         try:
             try:
-                await in_context(context.copy(), app(self.scope, self.receive, self.send))
+                coro = app(self.scope, self.receive, self.send)
+                await in_context(self.task.context.copy(), coro, self._waits)
             finally:
                 self._app_running = False  # (before any await: no handoff from here on)
         except Exception as exc:
