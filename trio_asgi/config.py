@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import os
 import ssl
 from collections.abc import Callable
@@ -497,6 +498,7 @@ class Config:
         if isinstance(host, str) and host.startswith("[") and host.endswith("]"):
             # An IPv6 address as URLs and --bind write it: the brackets are not part of it.
             object.__setattr__(self, "host", host[1:-1])
+        _check_host(self.host)
         if self.forwarded_allow_ips is None:  # Uvicorn's variable, read as Uvicorn reads it
             trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
             object.__setattr__(self, "forwarded_allow_ips", trusted)
@@ -527,18 +529,25 @@ class Config:
             )
         if not self.reload and (self.reload_dir or self.reload_include or self.reload_exclude):
             raise ConfigError("reload_dir, reload_include and reload_exclude need reload")
-        _non_negative(
+        # 0 means something for these (close at once, cancel at once, off)...
+        _seconds(
             self,
             "timeout_keep_alive",
-            "timeout_request_header",
-            "timeout_request_body",
-            "timeout_write",
             "timeout_graceful_shutdown",
             "timeout_lifespan_shutdown",
             "ws_ping_interval",
             "ws_ping_timeout",
+        )
+        # ...and would refuse every client for these (nothing arrives or leaves in no time).
+        _seconds(
+            self,
+            "timeout_request_header",
+            "timeout_request_body",
+            "timeout_write",
             "ws_accept_timeout",
             "ws_send_timeout",
+            "timeout_tls_handshake",
+            zero=False,
         )
         _check_binds_and_tls(self)
         _check_logging_and_proxy(self)
@@ -595,14 +604,37 @@ def _positive(config: Config, *names: str, optional: bool = False) -> None:
             raise ConfigError(f"{name} must be a positive integer, not {value!r}")
 
 
-def _non_negative(config: Config, *names: str) -> None:
+def _check_host(host: object) -> None:
+    """A name or an address, refused here with the reason rather than by a failed bind
+    (after a DNS query for the text) once the app was imported."""
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"host must be a host name or an IP address, not {host!r}")
+    why = None
+    if "://" in host:
+        why = "a host is an address, not a URL"
+    elif any(char in host for char in "/[] ") or not host.isprintable():
+        why = "expected a host name or an IP address"
+    elif ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            why = "a host has no port (use --port, or --bind HOST:PORT)"
+    if why is not None:
+        raise ConfigError(f"invalid host {host!r}: {why}")
+
+
+def _seconds(config: Config, *names: str, zero: bool = True) -> None:
+    """Each a number of seconds, >= 0, or > 0 unless ``zero`` (None only where it means
+    "off": the ping options)."""
     for name in names:
         value = getattr(config, name)
-        if value is None:
+        if value is None and name in ("ws_ping_interval", "ws_ping_timeout"):
             continue
-        # `not value >= 0` also rejects NaN.
-        if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
-            raise ConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        # (`not value >= 0` also rejects NaN.)
+        if not number or not (value >= 0 if zero else value > 0):
+            bound = ">= 0" if zero else "> 0"
+            raise ConfigError(f"{name} must be a number of seconds {bound}, not {value!r}")
 
 
 _TLS_FILE_OPTIONS = ("keyfile", "keyfile_password", "ca_certs", "ciphers")
@@ -647,9 +679,6 @@ def _check_binds_and_tls(config: Config) -> None:
             )
     if config.insecure_bind and not config.uses_tls:
         raise ConfigError("insecure_bind needs TLS (certfile); without it use bind")
-    timeout = config.timeout_tls_handshake
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
-        raise ConfigError(f"timeout_tls_handshake must be a number of seconds > 0, not {timeout!r}")
 
 
 def _check_logging_and_proxy(config: Config) -> None:

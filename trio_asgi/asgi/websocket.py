@@ -275,7 +275,13 @@ class WebSocketSession:
         conn.helpers.start_soon(self._run_app, app)
         with trio.move_on_after(config.ws_accept_timeout):
             await self._decided.wait()
-        if not self._decided.is_set():
+        if self._decided.is_set():
+            pass
+        elif self._state != _CONNECTING:
+            # Decided in time; its answer is still being written (each write is bounded by
+            # the write timeout), or the app is sending its denial response.
+            await self._decided.wait()
+        else:
             log.warning(
                 "WebSocket app neither accepted nor rejected %s within %ss; closing",
                 self.scope["path"],
