@@ -27,7 +27,7 @@ from .handoff import Handoffs
 from .heartbeat import Heartbeat
 from .locks import FIFOLock
 from .logging import format_address, log_http_refused
-from .protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol
+from .protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, error_body, error_head
 
 if TYPE_CHECKING:
     from .asgi.http import HTTPCycle
@@ -683,13 +683,21 @@ class Connection:
         """Answer a request we will not run (bad input, overload) and close."""
         log.debug("rejecting request from %s with %d: %s", self.info.client, status, detail)
         self.lingering = True
-        await self._answer_refused(proto.error_response(status, public), status, request)
+        response = proto.error_response(status, public)
+        await self._answer_refused(
+            response, status, request, error_head(error_body(status, public))
+        )
 
     async def _answer_refused(
-        self, response: bytes | None, status: int, request: h11.Request | None
+        self,
+        response: bytes | None,
+        status: int,
+        request: h11.Request | None,
+        head: list[tuple[bytes, bytes]],
     ) -> None:
         """Send the server's own answer to a request the app never saw (``None``: none can
-        be sent any more), and give it an access-log line like any other request's."""
+        be sent any more), and give it an access-log line like any other request's; ``head``
+        is what the access log shows of the answer's header fields."""
         if response is None:
             return
         started = time.perf_counter()
@@ -699,9 +707,11 @@ class Connection:
         except ClientDisconnected:
             size = 0
         if self.server.access_log:
-            # A head that could not be parsed is logged as "- - HTTP/1.1".
             scope = http_scope(request or _UNREAD_REQUEST, self.info, {})
-            log_http_refused(self.config, scope, status, size, time.perf_counter() - started)
+            if request is None:  # a head that could not be read: "- - HTTP/1.1"
+                scope["path"] = "-"
+            duration = time.perf_counter() - started
+            log_http_refused(self.config, scope, status, size, duration, head)
 
     # -- WebSocket ---------------------------------------------------------------------------
 
@@ -725,7 +735,8 @@ class Connection:
         except HandshakeError as exc:
             log.debug("bad WebSocket handshake from %s: %s", self.info.client, exc.detail)
             response = proto.error_response(exc.status, exc.detail, exc.headers)
-            await self._answer_refused(response, exc.status, request)
+            head = [*error_head(error_body(exc.status, exc.detail)), *exc.headers]
+            await self._answer_refused(response, exc.status, request, head)
             return None
         return WebSocketSession(self, proto, request, handshake)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .access_log import (
@@ -78,12 +79,26 @@ def log_http_access(cycle: HTTPCycle, duration: float) -> None:
 
 
 def log_http_refused(
-    config: Config, scope: dict[str, Any], status: int, size: int, duration: float
+    config: Config,
+    scope: dict[str, Any],
+    status: int,
+    size: int,
+    duration: float,
+    response_headers: Sequence[tuple[bytes, bytes]],
 ) -> None:
     """A request the server answered itself without running the app (400, 405, 408, 431,
     a 503 for overload, a bad WebSocket handshake), in the HTTP format like the others."""
     line_format = compile_format(config.access_log_format, "http")
-    access_logger.info(AccessLine(line_format, scope, duration, status=status, size=size))
+    access_logger.info(
+        AccessLine(
+            line_format,
+            scope,
+            duration,
+            status=status,
+            size=size,
+            response_headers=response_headers,
+        )
+    )
 
 
 def log_websocket_denied(session: WebSocketSession, duration: float) -> None:

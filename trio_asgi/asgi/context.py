@@ -16,21 +16,28 @@ from __future__ import annotations
 
 import contextvars
 import types
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+async def _awaiting(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
 @types.coroutine
 def in_context(
     context: contextvars.Context,
-    coro: Coroutine[Any, Any, T],
+    awaitable: Awaitable[T],
     on_wait: Callable[[], object],
 ) -> Generator[Any, Any, T]:
-    """Await ``coro`` with ``context`` current whenever it runs, calling ``on_wait`` each
-    time it waits; trio's traps pass through untouched, and whatever trio sends or throws
-    in is passed on to ``coro``."""
+    """Await ``awaitable`` with ``context`` current whenever it runs, calling ``on_wait``
+    each time it waits; trio's traps pass through untouched, and whatever trio sends or
+    throws in is passed on."""
+    # An ASGI app may return any awaitable (an object with ``__await__``, as class-based
+    # endpoints do); only a coroutine can be driven a step at a time.
+    coro = awaitable if type(awaitable) is types.CoroutineType else _awaiting(awaitable)
     step: Any = coro.send
     value: Any = None
     while True:

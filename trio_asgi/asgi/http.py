@@ -339,7 +339,9 @@ class HTTPCycle:
             self._status, self._head, body=None if self._no_body else body, final=final
         )
         self._response = _STREAMING
-        if self._released:  # a stop released the app already: a long poll turned into SSE
+        if self._released and not final:
+            # A stop released the app already: a long poll turned into SSE. (Not for a
+            # whole response: a listener beside the view would cancel it mid-write.)
             self._ended.set()
         return data
 
@@ -471,6 +473,7 @@ class HTTPCycle:
             and self.keep_alive
             and self._response == _COMPLETE
             and self._ended.is_set()  # (set once the last bytes were written)
+            and not (self._reading is not None and self._reading.locked)  # (body reader)
         )
 
     @property
@@ -493,8 +496,8 @@ class HTTPCycle:
         self.task = trio.lowlevel.current_task()
         try:
             try:
-                coro = app(self.scope, self.receive, self.send)
-                await in_context(self.task.context.copy(), coro, self._waits)
+                call = app(self.scope, self.receive, self.send)
+                await in_context(self.task.context.copy(), call, self._waits)
             finally:
                 self._app_running = False  # (before any await: no handoff from here on)
         except Exception as exc:

@@ -86,7 +86,10 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
     if target[:1] != b"/" and b"://" in target:
         # absolute-form (RFC 9112 3.2.2), as sent to proxies, of any scheme (the protocol
         # layer let only these forms through): keep only path and query
-        parts = urlsplit(target)
+        try:
+            parts = urlsplit(target)
+        except ValueError:  # (a CONNECT target, which is never parsed: logged as it is)
+            return target, b""
         return parts.path or b"/", parts.query
     raw_path, _, query = target.partition(b"?")
     return raw_path, query
@@ -97,7 +100,10 @@ def _host_from_target(
 ) -> list[tuple[bytes, bytes]]:
     """RFC 9112 3.2.2: with an absolute-form target the server MUST ignore Host and use the
     target's authority instead (userinfo is not part of it)."""
-    authority = urlsplit(target).netloc.rpartition(b"@")[2]
+    try:
+        authority = urlsplit(target).netloc.rpartition(b"@")[2]
+    except ValueError:  # (a CONNECT target, which is never parsed)
+        return headers
     if not authority:
         return headers
     return [(name, authority if name == b"host" else value) for name, value in headers]

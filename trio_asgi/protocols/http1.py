@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from email.utils import formatdate
 from typing import Final
+from urllib.parse import urlsplit
 
 import h11
 
@@ -121,6 +122,10 @@ def _check_target(method: bytes, target: bytes) -> None:
         return
     if _ABSOLUTE_FORM.match(target) is None:
         raise BadRequest(400, "invalid request target")
+    try:
+        urlsplit(target)  # (as the scope will: an authority like "[x" does not parse)
+    except ValueError:
+        raise BadRequest(400, "invalid request target") from None
 
 
 def _check_length(declared: bytes, body: int, final: bool) -> None:
