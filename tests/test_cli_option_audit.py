@@ -203,9 +203,32 @@ def test_bad_values_on_the_command_line(
 def test_bad_values_in_the_config_file(
     text: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Each error names the config file, as config_file.py promises (the same setting may
+    be given on the command line too), or the file it could not load."""
     path = tmp_path / "server.toml"
     path.write_text(f'app = "tests.test_cli_option_audit:scope_app"\n{text}\n')
-    assert message in one_line_exit_2(capsys, ["--config", str(path)])
+    err = one_line_exit_2(capsys, ["--config", str(path)])
+    assert message in err
+    assert str(path) in err or "/nonexistent/" in err
+
+
+def test_a_config_file_value_the_command_line_overrides_is_not_judged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command line wins: a bad file value it replaces is no error, and an error of
+    the command line's own is not blamed on the file."""
+    path = tmp_path / "server.toml"
+    path.write_text('app = "tests.test_cli_option_audit:scope_app"\nport = 99999\n')
+    assert cli_config("--config", str(path), "--port", "8001").port == 8001
+    err = one_line_exit_2(capsys, ["--config", str(path), "--port", "99998"])
+    assert "99998" in err and str(path) not in err
+
+
+def test_a_root_path_without_its_slash_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--root-path api`` would turn every path into ``api/...``: no route matches."""
+    argv = ["tests.test_cli_option_audit:scope_app", "--root-path", "api"]
+    assert "root_path must be empty or start with '/'" in one_line_exit_2(capsys, argv)
+    assert cli_config("--root-path", "/api").root_path == "/api"
 
 
 # -- a --host that cannot be an address is a usage error, not a failed bind ---------------------

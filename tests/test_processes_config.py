@@ -155,6 +155,7 @@ def test_config_reaches_workers_intact() -> None:
         "log_config": None,
         "limit_concurrency_mode": "503",
         "limit_concurrency": 10,
+        "root_path": "/mounted",
     }
     changed: dict[str, Any] = {}
     for f in dataclasses.fields(Config):

@@ -499,6 +499,10 @@ class Config:
             # An IPv6 address as URLs and --bind write it: the brackets are not part of it.
             object.__setattr__(self, "host", host[1:-1])
         _check_host(self.host)
+        root = self.root_path
+        if not isinstance(root, str) or (root and not root.startswith("/")):
+            # ("api" would make every path "api/...": no path the app knows.)
+            raise ConfigError(f"root_path must be empty or start with '/' (/api), not {root!r}")
         if self.forwarded_allow_ips is None:  # Uvicorn's variable, read as Uvicorn reads it
             trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
             object.__setattr__(self, "forwarded_allow_ips", trusted)
