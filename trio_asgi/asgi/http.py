@@ -136,8 +136,9 @@ class HTTPCycle:
         self.keep_alive = True
         self._app_running = False
         self._noted = False  # for a handoff, see _waits
-        # The context of the task running the app: a handoff starts the next one from it.
-        self.task: trio.lowlevel.Task | None = None  # runs the app (a handoff copies its context)
+        # The task running the app: the app runs in a copy of its context, and so does the
+        # task a handoff starts.
+        self.task: trio.lowlevel.Task | None = None
         self.handed_off = False  # the connection went on in another task (``handoff.py``)
 
     # -- receive -------------------------------------------------------------------------
