@@ -453,6 +453,7 @@ class HTTPCycle:
         self.bytes_written = True
         if self._response == _COMPLETE:
             self._ended.set()
+            self._log_access()
             if trio.lowlevel.current_task() is not self.task:
                 self._waits()  # another task of the app wrote: the app's own waits already
 
@@ -515,8 +516,15 @@ class HTTPCycle:
                 await self._finish_incomplete()
         finally:
             await self.stop_watching()
-        if self._conn.server.access_log:
-            log_http_access(self, time.perf_counter() - self._started_at)
+        self._log_access()
+
+    def _log_access(self) -> None:
+        """The access-log line, once: when the response is complete (work the app does after
+        it is not what the client waited for), or when the app returns without one."""
+        started = self._started_at
+        if started and self._conn.server.access_log:  # (0: the log is off, or written)
+            self._started_at = 0.0
+            log_http_access(self, time.perf_counter() - started)
 
     async def _finish_after_error(self) -> None:
         if self._response == _COMPLETE:
