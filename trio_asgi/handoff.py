@@ -9,10 +9,10 @@ connection; Uvicorn and Hypercorn serve that at once.
 So a connection whose app waits for something after its response went out is noted here
 (``HTTPCycle._waits``, seen by the step-by-step driver of ``asgi/context.py``, or a final
 write from another task of the app), and one task per server looks at the notes
-``HANDOFF_AFTER`` later: a connection whose app has not returned by then goes on serving in
-a new task of the connection's nursery, while the old task finishes the app. The usual app returns
-right after its response without waiting, and costs nothing here: no note, and no wakeup
-of the checking task (each costs about 20 µs).
+``HANDOFF_AFTER`` later: a connection whose app has not returned by then goes on serving
+in a new task of the connection's nursery, while the old task finishes the app. The usual
+app returns right after its response without waiting, and costs nothing here: no note,
+and no wakeup of the checking task (each costs about 20 µs).
 """
 
 from __future__ import annotations
