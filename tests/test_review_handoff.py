@@ -60,6 +60,17 @@ async def test_an_app_returning_a_non_coroutine_awaitable_is_served() -> None:
 # -- handoff: an app task still reading the request body ---------------------------------------
 
 
+async def served_plainly(scope: dict[str, Any], send: Any) -> bool:
+    """Answer anything but the upload (``/upload``) with its path; True if it did."""
+    if scope["type"] != "http":
+        return True
+    if scope["path"] == "/upload":
+        return False
+    await send({"type": "http.response.start", "status": 200})
+    await send({"type": "http.response.body", "body": scope["path"].encode()})
+    return True
+
+
 async def test_handoff_while_the_app_still_reads_the_request_body() -> None:
     """The app answers at once while one of its tasks reads the upload (an early "accepted",
     an upload processed as it streams in), then works on. The client sends the rest of the
@@ -71,11 +82,7 @@ async def test_handoff_while_the_app_still_reads_the_request_body() -> None:
     errors: list[str] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] != "/upload":
-            await send({"type": "http.response.start", "status": 200})
-            await send({"type": "http.response.body", "body": scope["path"].encode()})
+        if await served_plainly(scope, send):
             return
 
         async def read_body() -> None:

@@ -152,20 +152,21 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, Config]:
             fail("the following arguments are required: APP (or 'app' in --config)", EXIT_USAGE)
         config = Config(**{**settings, **namespace})  # the command line wins
     except ConfigError as exc:
-        if config_file is not None and _file_is_wrong(settings, namespace):
-            fail(f"{config_file}: {exc}", EXIT_USAGE)
+        if config_file is not None and _valid_alone(namespace):
+            fail(f"config {config_file}: {exc}", EXIT_USAGE)
         fail(str(exc), EXIT_USAGE)
     return target, config
 
 
-def _file_is_wrong(settings: dict[str, Any], given: dict[str, Any]) -> bool:
-    """Whether the config file's own values (those the command line leaves) are refused, so
-    that the error can name the file. Only on the way to an error: it validates again."""
+def _valid_alone(given: dict[str, Any]) -> bool:
+    """Whether the command line's own settings pass without the config file's: then the
+    error comes from the file and can name it. (On the way to an error only: it validates
+    again.)"""
     try:
-        Config(**{name: value for name, value in settings.items() if name not in given})
+        Config(**given)
     except ConfigError:
-        return True
-    return False
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -183,6 +183,9 @@ class HTTPCycle:
             return await self._read_body_piece()
         finally:
             lock.release()
+            if self._noted:  # the app ran on after its response while this task read the
+                self._noted = False  # body, which kept it from a handoff: look again now
+                self._waits()
 
     async def _read_body_piece(self) -> Message:
         proto = self._proto
@@ -372,6 +375,8 @@ class HTTPCycle:
             raise self.invalid(exc) from None
         if data:
             await self.write(data)
+        elif self._response == _COMPLETE:  # (nothing left to write: a HEAD, or a length)
+            self._completed()
 
     async def _send_trailers(self, message: Message) -> None:
         if self._response != _TRAILERS:
@@ -452,10 +457,14 @@ class HTTPCycle:
         waiting in ``receive()`` hears ``http.disconnect`` (also used by ``files.py``)."""
         self.bytes_written = True
         if self._response == _COMPLETE:
-            self._ended.set()
-            self._log_access()
-            if trio.lowlevel.current_task() is not self.task:
-                self._waits()  # another task of the app wrote: the app's own waits already
+            self._completed()
+
+    def _completed(self) -> None:
+        """The whole response went out."""
+        self._ended.set()
+        self._log_access()
+        if trio.lowlevel.current_task() is not self.task:
+            self._waits()  # another task of the app sent it: the app's own waits already
 
     def _waits(self) -> None:
         """The app waits for something: if its response went out already, it runs on after

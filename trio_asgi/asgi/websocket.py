@@ -277,9 +277,10 @@ class WebSocketSession:
             await self._decided.wait()
         if self._decided.is_set():
             pass
-        elif self._state != _CONNECTING:
+        elif self._state != _CONNECTING and self._denial_head is None:
             # Decided in time; its answer is still being written (each write is bounded by
-            # the write timeout), or the app is sending its denial response.
+            # the write timeout), or a denial response that began is being sent. (A denial
+            # whose head is still held back gets the 503 instead.)
             await self._decided.wait()
         else:
             log.warning(
