@@ -432,8 +432,9 @@ class Connection:
             return
         self.cycle = None  # (shutdown has nothing to tell an app whose response is done)
         cycle.handed_off = True
-        # A new task starts from a copy of the current context: make that the connection's
-        # (the context of the task calling this lacks an asyncio app's loop, for one).
+        # A new task starts from a copy of the current context: make that the connection's,
+        # as for every other request on it (the checking task's is the server's, without
+        # what the connection's task was started with, e.g. the test client's marker).
         assert cycle.task is not None  # (it runs the app)
         cycle.task.context.run(self.helpers.start_soon, self.serve, cycle)
 
