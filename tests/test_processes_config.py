@@ -83,6 +83,10 @@ def test_invalid_settings_are_refused(changes: dict[str, Any]) -> None:
             ["m:app", "--reload", "--reload-dir", "/no/such/dir"],
             "reload_dir '/no/such/dir' is not a directory",
         ),
+        (  # (reload watches the app's directory when no reload_dir is given)
+            ["m:app", "--reload", "--app-dir", "/no/such/dir"],
+            "app_dir '/no/such/dir' is not a directory",
+        ),
     ],
 )
 def test_bad_command_lines_give_one_line_and_exit_2(

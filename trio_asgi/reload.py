@@ -96,10 +96,11 @@ class Reloader:
                 "reload needs the watchfiles package: pip install 'trio-asgi[reload]'"
             ) from None
         dirs = []
+        setting = "reload_dir" if config.reload_dir else "app_dir"  # (watched by default)
         for name in config.reload_dir or (config.app_dir,):
             path = Path(name).resolve()
             if not path.is_dir():
-                raise ConfigError(f"reload_dir {name!r} is not a directory")
+                raise ConfigError(f"{setting} {name!r} is not a directory")
             dirs.append(path)
         return cls(dirs, ChangeFilter(dirs, config.reload_include, config.reload_exclude))
 
