@@ -224,6 +224,12 @@ def test_a_config_file_value_the_command_line_overrides_is_not_judged(
     assert "99998" in err and str(path) not in err
 
 
+def test_a_file_mode_out_of_range_is_shown_as_typed(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["tests.test_cli_option_audit:scope_app", "--uds", "/tmp/x.sock"]
+    err = one_line_exit_2(capsys, [*argv, "--uds-permissions", "10000"])
+    assert "not 10000" in err
+
+
 def test_a_root_path_without_its_slash_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """``--root-path api`` would turn every path into ``api/...``: no route matches."""
     argv = ["tests.test_cli_option_audit:scope_app", "--root-path", "api"]

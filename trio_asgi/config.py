@@ -652,10 +652,10 @@ def _check_binds_and_tls(config: Config) -> None:
         raise ConfigError(f"fd must be a file descriptor number, not {config.fd!r}")
     binds = config.binds()  # raises ConfigError for a malformed bind
     if config.uds_permissions is not None:
-        if not 0 <= config.uds_permissions <= 0o7777:
-            raise ConfigError(
-                f"uds_permissions must be a file mode, not {config.uds_permissions!r}"
-            )
+        mode = config.uds_permissions
+        if not 0 <= mode <= 0o7777:
+            shown = f"{mode:o}" if mode >= 0 else repr(mode)  # (in octal, as it was typed)
+            raise ConfigError(f"uds_permissions must be a file mode up to 7777, not {shown}")
         if not any(bind.kind == "unix" for bind in binds):
             raise ConfigError("uds_permissions applies to unix sockets: add --bind unix:PATH")
     if config.ssl_context is not None:
