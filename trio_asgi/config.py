@@ -535,13 +535,9 @@ class Config:
             raise ConfigError("reload_dir, reload_include and reload_exclude need reload")
         # 0 means something for these (close at once, cancel at once, off)...
         _seconds(
-            self,
-            "timeout_keep_alive",
-            "timeout_graceful_shutdown",
-            "timeout_lifespan_shutdown",
-            "ws_ping_interval",
-            "ws_ping_timeout",
+            self, "timeout_keep_alive", "timeout_graceful_shutdown", "timeout_lifespan_shutdown"
         )
+        _seconds(self, "ws_ping_interval", "ws_ping_timeout", optional=True)  # (None: off)
         # ...and would refuse every client for these (nothing arrives or leaves in no time).
         _seconds(
             self,
@@ -627,12 +623,11 @@ def _check_host(host: object) -> None:
         raise ConfigError(f"invalid host {host!r}: {why}")
 
 
-def _seconds(config: Config, *names: str, zero: bool = True) -> None:
-    """Each a number of seconds, >= 0, or > 0 unless ``zero`` (None only where it means
-    "off": the ping options)."""
+def _seconds(config: Config, *names: str, zero: bool = True, optional: bool = False) -> None:
+    """Each a number of seconds, >= 0, or > 0 unless ``zero``; None too if ``optional``."""
     for name in names:
         value = getattr(config, name)
-        if value is None and name in ("ws_ping_interval", "ws_ping_timeout"):
+        if optional and value is None:
             continue
         number = isinstance(value, int | float) and not isinstance(value, bool)
         # (`not value >= 0` also rejects NaN.)

@@ -26,7 +26,7 @@ from .errors import ClientDisconnected
 from .handoff import Handoffs
 from .heartbeat import Heartbeat
 from .locks import FIFOLock
-from .logging import format_address, log_http_refused
+from .logging import format_address, log_http_line
 from .protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, error_body, error_head
 
 if TYPE_CHECKING:
@@ -684,21 +684,19 @@ class Connection:
         """Answer a request we will not run (bad input, overload) and close."""
         log.debug("rejecting request from %s with %d: %s", self.info.client, status, detail)
         self.lingering = True
-        response = proto.error_response(status, public)
-        await self._answer_refused(
-            response, status, request, error_head(error_body(status, public))
-        )
+        await self._answer_refused(proto, request, status, public)
 
     async def _answer_refused(
         self,
-        response: bytes | None,
-        status: int,
+        proto: HTTP1Protocol,
         request: h11.Request | None,
-        head: list[tuple[bytes, bytes]],
+        status: int,
+        message: str | None,
+        headers: list[tuple[bytes, bytes]] | tuple[()] = (),
     ) -> None:
-        """Send the server's own answer to a request the app never saw (``None``: none can
-        be sent any more), and give it an access-log line like any other request's; ``head``
-        is what the access log shows of the answer's header fields."""
+        """Send the server's own error response to a request the app never saw (unless a
+        response is under way already), and give it an access-log line like any other."""
+        response = proto.error_response(status, message, headers)
         if response is None:
             return
         started = time.perf_counter()
@@ -712,7 +710,10 @@ class Connection:
             if request is None:  # a head that could not be read: "- - HTTP/1.1"
                 scope["path"] = "-"
             duration = time.perf_counter() - started
-            log_http_refused(self.config, scope, status, size, duration, head)
+            head = [*error_head(error_body(status, message)), *headers]  # (what was sent)
+            log_http_line(
+                self.config, scope, duration, status=status, size=size, response_headers=head
+            )
 
     # -- WebSocket ---------------------------------------------------------------------------
 
@@ -735,9 +736,7 @@ class Connection:
             return None
         except HandshakeError as exc:
             log.debug("bad WebSocket handshake from %s: %s", self.info.client, exc.detail)
-            response = proto.error_response(exc.status, exc.detail, exc.headers)
-            head = [*error_head(error_body(exc.status, exc.detail)), *exc.headers]
-            await self._answer_refused(response, exc.status, request, head)
+            await self._answer_refused(proto, request, exc.status, exc.detail, exc.headers)
             return None
         return WebSocketSession(self, proto, request, handshake)
 

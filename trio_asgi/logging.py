@@ -64,31 +64,17 @@ def configure_logging(
     access_logger.setLevel(logging.INFO if access_log else logging.WARNING)
 
 
-def log_http_access(cycle: HTTPCycle, duration: float) -> None:
-    line_format = compile_format(cycle._conn.config.access_log_format, "http")  # cached
-    access_logger.info(
-        AccessLine(
-            line_format,
-            cycle.scope,
-            duration,
-            status=cycle.status,
-            size=cycle.bytes_sent,
-            response_headers=cycle._head,
-        )
-    )
-
-
-def log_http_refused(
+def log_http_line(
     config: Config,
     scope: dict[str, Any],
+    duration: float,
+    *,
     status: int,
     size: int,
-    duration: float,
-    response_headers: Sequence[tuple[bytes, bytes]],
+    response_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
-    """A request the server answered itself without running the app (400, 405, 408, 431,
-    a 503 for overload, a bad WebSocket handshake), in the HTTP format like the others."""
-    line_format = compile_format(config.access_log_format, "http")
+    """One line in the HTTP format: a request, a refused request or a denied handshake."""
+    line_format = compile_format(config.access_log_format, "http")  # cached
     access_logger.info(
         AccessLine(
             line_format,
@@ -101,20 +87,26 @@ def log_http_refused(
     )
 
 
+def log_http_access(cycle: HTTPCycle, duration: float) -> None:
+    log_http_line(
+        cycle._conn.config,
+        cycle.scope,
+        duration,
+        status=cycle.status,
+        size=cycle.bytes_sent,
+        response_headers=cycle._head,
+    )
+
+
 def log_websocket_denied(session: WebSocketSession, duration: float) -> None:
     """A handshake answered with an HTTP status (the app closed before accepting, sent a
     denial response, or failed): logged as the HTTP request it was, in the HTTP format."""
-    config = session._conn.config
-    line_format = compile_format(config.access_log_format, "http")
-    access_logger.info(
-        AccessLine(
-            line_format,
-            session.scope,
-            duration,
-            status=session._denial_status,
-            size=session._denial_sent,
-            response_headers=(),
-        )
+    log_http_line(
+        session._conn.config,
+        session.scope,
+        duration,
+        status=session._denial_status,
+        size=session._denial_sent,
     )
 
 

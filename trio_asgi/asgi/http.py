@@ -470,7 +470,7 @@ class HTTPCycle:
         """The app waits for something: if its response went out already, it runs on after
         it (background work), and its connection is noted for a handoff (``handoff.py``).
         An app that returns right after its response never gets here."""
-        if not self._noted and self._ended.is_set() and self._response == _COMPLETE:
+        if not self._noted and self._sent:
             self._noted = True
             if self.keep_alive:
                 self._conn.server.handoffs.note(self._conn)
@@ -482,10 +482,14 @@ class HTTPCycle:
         return (
             self._app_running
             and self.keep_alive
-            and self._response == _COMPLETE
-            and self._ended.is_set()  # (set once the last bytes were written)
+            and self._sent
             and not (self._reading is not None and self._reading.locked)  # (body reader)
         )
+
+    @property
+    def _sent(self) -> bool:
+        """The whole response went out (``_ended`` is set once its last bytes were)."""
+        return self._response == _COMPLETE and self._ended.is_set()
 
     @property
     def no_body(self) -> bool:
