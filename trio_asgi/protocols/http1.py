@@ -1,4 +1,5 @@
-"""HTTP/1.1 as a sans-IO state machine over h11: bytes in, events out; responses in, bytes out.
+"""HTTP/1.1 as a sans-IO state machine: bytes in, request events out (h11 parses them);
+responses in, bytes out (``response.py`` writes them, by h11's rules).
 
 Nothing here imports trio or calls the application, so each policy below (what a malformed
 request gets, which headers the server adds, when a connection may carry another request) is
@@ -7,7 +8,6 @@ tested with plain synchronous transcripts.
 
 from __future__ import annotations
 
-import http
 import re
 import time
 from collections.abc import Iterable
@@ -18,7 +18,18 @@ from urllib.parse import urlsplit
 import h11
 
 from .._version import __version__
+from .response import (
+    BODY,
+    DONE,
+    IDLE,
+    InvalidResponse,
+    ResponseWriter,
+    checked_fields,
+    reason_phrase,
+)
 from .websocket import wants_websocket
+
+__all__ = ["BadRequest", "HTTP1Protocol", "InvalidResponse", "reason_phrase"]
 
 NEED_DATA: Final = h11.NEED_DATA
 PAUSED: Final = h11.PAUSED
@@ -41,8 +52,11 @@ HOP_BY_HOP_HEADERS: Final = frozenset(
         b"upgrade",
     }
 )
-_REASONS: Final = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 _PLAIN_TEXT: Final = (b"content-type", b"text/plain; charset=utf-8")
+_SERVER_FIELD: Final = (b"server", b"server", SERVER_NAME)
+# h11's states for a client whose request is whole. (A request that proposed an Upgrade
+# stays in MIGHT_SWITCH_PROTOCOL: h11 never sees the response that declines it.)
+_REQUEST_COMPLETE: Final = frozenset({h11.DONE, h11.MUST_CLOSE, h11.MIGHT_SWITCH_PROTOCOL})
 
 
 class BadRequest(Exception):
@@ -57,10 +71,6 @@ class BadRequest(Exception):
         self.status = status
         self.detail = detail
         self.public = detail if public else None
-
-
-class InvalidResponse(Exception):
-    """The response we were asked to send is not valid HTTP (bad header, wrong length...)."""
 
 
 class _DateCache:
@@ -130,19 +140,11 @@ def _check_target(method: bytes, target: bytes) -> None:
 
 def _check_length(declared: bytes, body: int, final: bool) -> None:
     """Raise ``InvalidResponse`` if a body of ``body`` bytes (all of it if ``final``) cannot
-    match the declared Content-Length. A malformed value is left to h11, which refuses it
-    when the response is built."""
-    try:
-        length = int(declared)
-    except (TypeError, ValueError):
-        return
+    match the declared Content-Length (digits: ``checked_fields`` saw to that)."""
+    length = int(declared)
     if body > length or (final and body != length):
         size = f"{body}" if final else f"at least {body}"
         raise InvalidResponse(f"Content-Length is {length}, but the body is {size} bytes")
-
-
-def reason_phrase(status: int) -> bytes:
-    return _REASONS.get(status, b"")
 
 
 def error_body(status: int, message: str | None = None) -> bytes:
@@ -165,6 +167,7 @@ class HTTP1Protocol:
         "_head_request",
         "_max_head_size",
         "_server_header",
+        "_writer",
         "content_length",
         "websocket_upgrade",
     )
@@ -173,6 +176,7 @@ class HTTP1Protocol:
         self, *, max_head_size: int, server_header: bool = True, date_header: bool = True
     ) -> None:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
+        self._writer = ResponseWriter()
         self._max_head_size = max_head_size
         self._server_header = server_header
         self._date_header = date_header
@@ -193,7 +197,7 @@ class HTTP1Protocol:
         conn = self._conn
         if conn.their_state is h11.IDLE:
             buffered = conn.trailing_data[0]
-            if buffered[:2] == b"\r\n" and conn.our_state is h11.IDLE:
+            if buffered[:2] == b"\r\n" and self._writer.state == IDLE:
                 conn = self._skip_empty_lines(buffered)
                 buffered = conn.trailing_data[0]
             _check_head(buffered, self._max_head_size)
@@ -216,11 +220,14 @@ class HTTP1Protocol:
         """RFC 9112 2.2: a server SHOULD ignore empty lines before a request line (old
         clients send one after a POST body). h11 does not, and its buffer cannot be edited:
         a fresh h11 connection takes the rest (between requests it carries nothing else)."""
+        return self._fresh_parser(buffered.lstrip(b"\r\n"))
+
+    def _fresh_parser(self, buffered: bytes) -> h11.Connection:
+        """A new h11 connection holding ``buffered`` (and the peer's close, if it came)."""
         closed = self._conn.trailing_data[1]
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head_size)
-        rest = buffered.lstrip(b"\r\n")
-        if rest:
-            conn.receive_data(rest)
+        if buffered:
+            conn.receive_data(buffered)
         if closed:
             conn.receive_data(b"")
         self._conn = conn
@@ -233,11 +240,10 @@ class HTTP1Protocol:
         6.3); a front proxy may pick the other one. RFC 9112 6.1 allows refusing such a
         request, and with request smuggling in mind we do.
         """
-        self._head_request = request.method == b"HEAD"  # (first: a refusal has no body)
-        _check_target(request.method, request.target)
         length: int | None = None
         encoded = False
         upgrade = False
+        close = False
         for name, value in request.headers:
             if name == b"content-length":
                 length = int(value.split(b",", 1)[0])  # h11 checked it: digits, equal copies
@@ -245,6 +251,12 @@ class HTTP1Protocol:
                 encoded = True
             elif name == b"upgrade" and wants_websocket(((name, value),)):
                 upgrade = True
+            elif name == b"connection" and not close:
+                close = b"close" in [token.strip() for token in value.lower().split(b",")]
+        # (Before any refusal: the response to a refused HEAD has no body either.)
+        self._head_request = request.method == b"HEAD"
+        self._writer.start(request.method, request.http_version, close=close)
+        _check_target(request.method, request.target)
         if encoded and length is not None:
             raise BadRequest(400, "both Content-Length and Transfer-Encoding")
         self.content_length = length
@@ -268,16 +280,15 @@ class HTTP1Protocol:
     @property
     def request_complete(self) -> bool:
         """The whole request (body included) has been parsed."""
-        return self._conn.their_state is h11.DONE or self._conn.their_state is h11.MUST_CLOSE
+        return self._conn.their_state in _REQUEST_COMPLETE
 
     @property
     def unread_body(self) -> bool:
         """Our response is complete but the request body is not: only draining can save the
         connection for another request (and only if the client is not waiting for 100)."""
-        conn = self._conn
         return (
-            conn.our_state is h11.DONE
-            and conn.their_state is h11.SEND_BODY
+            self._writer.state == DONE
+            and self._conn.their_state is h11.SEND_BODY
             and not self.client_waiting_for_100_continue
         )
 
@@ -296,7 +307,7 @@ class HTTP1Protocol:
     @property
     def response_in_progress(self) -> bool:
         """Response bytes were produced and the response is not complete."""
-        return self._conn.our_state is h11.SEND_BODY
+        return self._writer.state == BODY
 
     @property
     def peer_closed(self) -> bool:
@@ -318,13 +329,7 @@ class HTTP1Protocol:
         """A 1xx response head: ``100 Continue``, ``103 Early Hints`` or ``101``."""
         if status == 100:
             self._continue_pending = False
-        try:
-            event = h11.InformationalResponse(
-                status_code=status, headers=list(headers), reason=reason_phrase(status)
-            )
-        except h11.LocalProtocolError as exc:
-            raise InvalidResponse(str(exc)) from None
-        return self._send(event)
+        return self._writer.informational(status, headers)
 
     def response_head(
         self,
@@ -337,60 +342,40 @@ class HTTP1Protocol:
         """The status line and headers, with ``Date``/``Server`` added unless already set.
 
         ``body`` is the size of the body going out right behind the head (``final``: all of
-        it). A declared Content-Length it cannot match is refused here, before h11 takes the
-        head: h11 would only notice on the body, in a state where no 500 can follow.
+        it). A declared Content-Length it cannot match is refused here, before the head goes
+        out: a mismatch found on the body would come too late for a 500.
         """
-        headers = list(headers)
+        fields = checked_fields(headers)
         add_server = self._server_header
         add_date = self._date_header
         declared: bytes | None = None
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered == b"server":
+        for _, name, value in fields:
+            if name == b"server":
                 add_server = False
-            elif lowered == b"date":
+            elif name == b"date":
                 add_date = False
-            elif lowered == b"content-length":
+            elif name == b"content-length":
                 declared = value
         if declared is not None and body is not None:
             _check_length(declared, body, final)
         if add_server:
-            headers.insert(0, (b"server", SERVER_NAME))
+            fields.insert(0, _SERVER_FIELD)
         if add_date:
-            headers.insert(0, (b"date", http_date()))
-        try:
-            # Built before it reaches the state machine, so a bad header leaves h11 able to
-            # send a 500 instead.
-            event = h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
-        except h11.LocalProtocolError as exc:
-            raise InvalidResponse(str(exc)) from None
-        return self._send(event)
+            fields.insert(0, (b"date", b"date", http_date()))
+        return self._writer.head(status, fields)
 
     def body(self, data: bytes) -> bytes:
-        """One piece of the response body, framed (chunked or counted) as h11 decided."""
-        try:
-            chunks = self._conn.send_with_data_passthrough(h11.Data(data=data))
-        except h11.LocalProtocolError as exc:
-            raise InvalidResponse(str(exc)) from None
-        assert chunks is not None
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        """One piece of the response body, framed (chunked or counted)."""
+        return self._writer.body(data)
 
     def body_pieces(self, data: object) -> list[object]:
-        """Framing around ``data`` as separate pieces, ``data`` itself passed through.
-
-        h11's documented sendfile hook: ``data`` may be any object with a length (a file
-        range we send with ``os.sendfile``); h11 frames it without looking inside.
-        """
-        try:
-            pieces = self._conn.send_with_data_passthrough(h11.Data(data=data))  # type: ignore[arg-type]
-        except h11.LocalProtocolError as exc:
-            raise InvalidResponse(str(exc)) from None
-        assert pieces is not None
-        return pieces
+        """Framing around ``data`` as separate pieces, ``data`` itself passed through: it
+        may be any object with a length (a file range we send with ``os.sendfile``)."""
+        return self._writer.body_pieces(data)
 
     def end(self, trailers: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
         """End of the response body (with trailers, if the framing allows them)."""
-        return self._send(h11.EndOfMessage(headers=list(trailers)))
+        return self._writer.end(trailers)
 
     def error_response(
         self,
@@ -402,7 +387,7 @@ class HTTP1Protocol:
 
         ``None`` when a response is already under way: then all we can do is close.
         """
-        if self._conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if self._writer.state != IDLE:
             return None
         body = error_body(status, message)
         head = [*error_head(body), *headers]
@@ -420,18 +405,15 @@ class HTTP1Protocol:
     # -- between requests ------------------------------------------------------------------
 
     def start_next_cycle(self) -> bool:
-        """Prepare for the next request on this connection; False if it must close instead."""
-        conn = self._conn
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
+        """Prepare for the next request on this connection; False if it must close instead.
+
+        A fresh h11 connection parses it: ours never saw the response, so h11 cannot move
+        on by itself (and a new one costs under a microsecond).
+        """
+        writer = self._writer
+        if writer.state == DONE and writer.keep_alive and self.request_complete:
+            self._fresh_parser(self._conn.trailing_data[0])
+            self._writer = ResponseWriter()
             self._head_request = False
             return True
         return False
-
-    def _send(self, event: h11.Event) -> bytes:
-        try:
-            data = self._conn.send(event)
-        except h11.LocalProtocolError as exc:
-            raise InvalidResponse(str(exc)) from None
-        assert data is not None
-        return data
