@@ -257,6 +257,33 @@ def test_pipelined_requests_come_out_one_cycle_at_a_time() -> None:
     assert p.next_event().target == b"/2"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("length", [b"", b"Content-Length: 0\r\n"])
+def test_a_request_without_a_body_is_complete_with_its_head(length: bytes) -> None:
+    """The next request can follow without asking h11 for the (empty) end of this one;
+    an app that asks still gets it."""
+    p = proto()
+    head = b"GET /1 HTTP/1.1\r\nHost: x\r\n%s\r\n" % length
+    p.receive_data(head + b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert p.next_event().target == b"/1"  # type: ignore[union-attr]
+    assert p.request_complete and not p.unread_body
+    p.response_head(200, [(b"content-length", b"0")])
+    p.end()
+    assert not p.unread_body
+    assert p.start_next_cycle()
+    assert p.next_event().target == b"/2"  # type: ignore[union-attr]
+    assert isinstance(p.next_event(), h11.EndOfMessage)  # (asked for, as receive() does)
+
+
+def test_a_request_with_a_body_is_complete_only_when_it_was_read() -> None:
+    p = proto()
+    p.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    p.next_event()
+    assert not p.request_complete
+    p.receive_data(b"0\r\n\r\n")
+    assert isinstance(p.next_event(), h11.EndOfMessage)
+    assert p.request_complete
+
+
 def test_no_next_cycle_while_the_request_body_is_unread() -> None:
     p = proto()
     p.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")

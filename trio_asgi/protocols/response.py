@@ -69,6 +69,12 @@ def _as_bytes(value: object) -> bytes:
     raise InvalidResponse(f"header names and values must be bytes, got {value!r}")
 
 
+# Valid field names seen, with their lower-case form: an app sends the same few names
+# over and over. (Bounded: names are the app's choice, not the client's.)
+_known_names: dict[bytes, bytes] = {}
+_KNOWN_NAMES_MAX: Final = 1024
+
+
 def checked_fields(fields: Iterable[tuple[object, object]]) -> list[tuple[bytes, bytes, bytes]]:
     """``(name as sent, lower-case name, value)`` for each valid field, or ``InvalidResponse``.
 
@@ -81,11 +87,15 @@ def checked_fields(fields: Iterable[tuple[object, object]]) -> list[tuple[bytes,
     for raw_name, raw_value in fields:
         name = _as_bytes(raw_name)
         value = _as_bytes(raw_value)
-        if _TOKEN.fullmatch(name) is None:
-            raise InvalidResponse(f"Illegal header name {name!r}")
+        lowered = _known_names.get(name)
+        if lowered is None:
+            if _TOKEN.fullmatch(name) is None:
+                raise InvalidResponse(f"Illegal header name {name!r}")
+            lowered = name.lower()
+            if len(_known_names) < _KNOWN_NAMES_MAX:
+                _known_names[name] = lowered
         if _FIELD_VALUE.fullmatch(value) is None:
             raise InvalidResponse(f"Illegal header value {value!r}")
-        lowered = name.lower()
         if lowered == b"content-length":
             copies = {copy.strip() for copy in value.split(b",")}
             if len(copies) != 1:
@@ -237,7 +247,7 @@ class ResponseWriter:
         """The end of the body, with trailer fields if the framing can carry them."""
         if self.state != BODY:
             raise InvalidResponse("no response body is under way")
-        checked = checked_fields(trailers)
+        checked = checked_fields(trailers) if trailers else []
         framing = self._framing
         if framing == _LENGTH:
             if self._remaining:
