@@ -291,8 +291,10 @@ class HTTP1Protocol:
     def unread_body(self) -> bool:
         """Our response is complete but the request body is not: only draining can save the
         connection for another request (and only if the client is not waiting for 100)."""
+        writer = self._writer
         return (
-            self._writer.state == DONE
+            writer.state == DONE
+            and writer.keep_alive  # (a connection that closes has nothing to save)
             and not self._bodiless
             and self._conn.their_state is h11.SEND_BODY
             and not self.client_waiting_for_100_continue

@@ -56,7 +56,8 @@ class InvalidResponse(Exception):
 
 
 def _as_bytes(value: object) -> bytes:
-    """A header name or value as bytes: apps send bytes, a few send ASCII ``str``."""
+    """A header name or value as bytes: apps send bytes, a few send ASCII ``str`` or another
+    bytes-like object (``bytearray``, a ``bytes`` subclass such as ``numpy.bytes_``)."""
     if type(value) is bytes:
         return value
     if isinstance(value, str):
@@ -64,9 +65,10 @@ def _as_bytes(value: object) -> bytes:
             return value.encode("ascii")
         except UnicodeEncodeError:
             raise InvalidResponse(f"header {value!r} is not ASCII") from None
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise InvalidResponse(f"header names and values must be bytes, got {value!r}")
+    try:
+        return bytes(memoryview(value))  # type: ignore[arg-type]
+    except TypeError:  # (not ``bytes(value)``: an int n would become n zero bytes)
+        raise InvalidResponse(f"header names and values must be bytes, got {value!r}") from None
 
 
 # Valid field names seen, with their lower-case form: an app sends the same few names
