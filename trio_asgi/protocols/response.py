@@ -56,10 +56,8 @@ class InvalidResponse(Exception):
 
 
 def _as_bytes(value: object) -> bytes:
-    """A header name or value as bytes: apps send bytes, a few send ASCII ``str`` or another
-    bytes-like object (``bytearray``, a ``bytes`` subclass such as ``numpy.bytes_``)."""
-    if type(value) is bytes:
-        return value
+    """A header name or value that is not ``bytes`` as bytes: a few apps send ASCII ``str``
+    or another bytes-like object (``bytearray``, a ``bytes`` subclass: ``numpy.bytes_``)."""
     if isinstance(value, str):
         try:
             return value.encode("ascii")
@@ -86,9 +84,11 @@ def checked_fields(fields: Iterable[tuple[object, object]]) -> list[tuple[bytes,
     checked: list[tuple[bytes, bytes, bytes]] = []
     length: bytes | None = None
     encoded = False
-    for raw_name, raw_value in fields:
-        name = _as_bytes(raw_name)
-        value = _as_bytes(raw_value)
+    for name, value in fields:
+        if type(name) is not bytes:
+            name = _as_bytes(name)
+        if type(value) is not bytes:
+            value = _as_bytes(value)
         lowered = _known_names.get(name)
         if lowered is None:
             if _TOKEN.fullmatch(name) is None:
