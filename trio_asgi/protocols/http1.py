@@ -29,8 +29,6 @@ from .response import (
 )
 from .websocket import wants_websocket
 
-__all__ = ["BadRequest", "HTTP1Protocol", "InvalidResponse", "reason_phrase"]
-
 NEED_DATA: Final = h11.NEED_DATA
 PAUSED: Final = h11.PAUSED
 Request = h11.Request
