@@ -210,8 +210,9 @@ class HTTP1Protocol:
         if type(event) is h11.Request:
             self._inspect(event)
             # h11 forgets this once any 1xx or response is sent; we need it later to know
-            # whether the client will ever send the body.
-            self._continue_pending = conn.they_are_waiting_for_100_continue
+            # whether the client will ever send the body. (No body, nothing to wait for:
+            # RFC 9110 10.1.1 lets a server skip the 100 then.)
+            self._continue_pending = conn.they_are_waiting_for_100_continue and not self._bodiless
         elif self._continue_pending and (
             type(event) is h11.Data or type(event) is h11.EndOfMessage
         ):
