@@ -61,8 +61,7 @@ async def test_empty_request_with_expect_100_continue_keeps_the_connection(
     async with TestClient(ok, timeout_keep_alive=5) as client:
         stream = await client.connect()
         await stream.send_all(
-            b"POST /empty HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-            b"Content-Length: 0\r\n\r\n"
+            b"POST /empty HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n"
         )
         first = await read_response(stream)
         assert status_of(first) == 200

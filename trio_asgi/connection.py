@@ -142,7 +142,6 @@ class Connection:
     # Slots: thousands of idle WebSockets each keep one of these.
     __slots__ = (
         "__weakref__",  # (the server's Heartbeat holds connections weakly)
-        "_between_requests",
         "_drained",
         "_fd",
         "_first_request_due",
@@ -201,7 +200,6 @@ class Connection:
         self._idle_tick = math.inf
         self._linger_scope: trio.CancelScope | None = None
         self._first_request_due: float | None = None  # see FIRST_REQUEST_GRACE
-        self._between_requests = False  # a keep-alive wait, see SERVICE_RESTART
         self.lingering = False  # the client may still be sending a request we will not read
         self._stream_closed = False
         self._fd = _raw_socket_fd(stream)
@@ -447,7 +445,7 @@ class Connection:
             if self._first_request_due is not None:
                 scope = self.loop_scope
                 scope.deadline = min(scope.deadline, self._first_request_due)
-            elif not (self._between_requests and self.server.replaced):
+            elif not self.server.replaced:  # (a keep-alive wait: see SERVICE_RESTART)
                 self.loop_scope.cancel()
         if self._linger_scope is not None:
             self._linger_scope.cancel()
@@ -646,11 +644,9 @@ class Connection:
         if first:
             self._first_request_due = now + FIRST_REQUEST_GRACE
             self.loop_scope.deadline = due
-        else:
-            self._between_requests = True
-            if due < self._idle_tick:
-                self._idle_tick = due
-                self.server.heartbeat.schedule(due, self)
+        elif due < self._idle_tick:
+            self._idle_tick = due
+            self.server.heartbeat.schedule(due, self)
         try:
             return await self.receive()
         finally:
@@ -658,7 +654,6 @@ class Connection:
             if first:
                 self._first_request_due = None
                 self.loop_scope.deadline = math.inf
-            self._between_requests = False
 
     def tick(self, now: float) -> None:
         """The Heartbeat's call at ``_idle_tick``: end a connection that has waited for its

@@ -136,15 +136,6 @@ def _check_target(method: bytes, target: bytes) -> None:
         raise BadRequest(400, "invalid request target") from None
 
 
-def _check_length(declared: bytes, body: int, final: bool) -> None:
-    """Raise ``InvalidResponse`` if a body of ``body`` bytes (all of it if ``final``) cannot
-    match the declared Content-Length (digits: ``checked_fields`` saw to that)."""
-    length = int(declared)
-    if body > length or (final and body != length):
-        size = f"{body}" if final else f"at least {body}"
-        raise InvalidResponse(f"Content-Length is {length}, but the body is {size} bytes")
-
-
 def error_body(status: int, message: str | None = None) -> bytes:
     """The plain-text body of the server's own error responses."""
     return (message or reason_phrase(status).decode()).encode() + b"\n"
@@ -349,27 +340,21 @@ class HTTP1Protocol:
         """The status line and headers, with ``Date``/``Server`` added unless already set.
 
         ``body`` is the size of the body going out right behind the head (``final``: all of
-        it). A declared Content-Length it cannot match is refused here, before the head goes
-        out: a mismatch found on the body would come too late for a 500.
+        it): a declared Content-Length it cannot match is refused (``ResponseWriter.head``).
         """
         fields = checked_fields(headers)
         add_server = self._server_header
         add_date = self._date_header
-        declared: bytes | None = None
-        for _, name, value in fields:
+        for _, name, _ in fields:
             if name == b"server":
                 add_server = False
             elif name == b"date":
                 add_date = False
-            elif name == b"content-length":
-                declared = value
-        if declared is not None and body is not None:
-            _check_length(declared, body, final)
         if add_server:
             fields.insert(0, _SERVER_FIELD)
         if add_date:
             fields.insert(0, (b"date", b"date", http_date()))
-        return self._writer.head(status, fields)
+        return self._writer.head(status, fields, body=body, final=final)
 
     def body(self, data: bytes) -> bytes:
         """One piece of the response body, framed (chunked or counted)."""

@@ -177,8 +177,20 @@ class ResponseWriter:
             self.keep_alive = False
         return _serialize(_status_line(status), checked) + b"\r\n"
 
-    def head(self, status: int, fields: list[tuple[bytes, bytes, bytes]]) -> bytes:
-        """The final response head for ``fields`` (from ``checked_fields``)."""
+    def head(
+        self,
+        status: int,
+        fields: list[tuple[bytes, bytes, bytes]],
+        *,
+        body: int | None = None,
+        final: bool = False,
+    ) -> bytes:
+        """The final response head for ``fields`` (from ``checked_fields``).
+
+        ``body`` is the size of the body going out right behind the head (``final``: all of
+        it). A Content-Length it cannot match is refused here, before the head goes out: a
+        mismatch found on the body would come too late for a 500.
+        """
         if self.state != IDLE:
             raise InvalidResponse("the response head was sent already")
         if not 200 <= status < 1000:
@@ -210,6 +222,11 @@ class ResponseWriter:
                 framing = _CHUNKED
         elif length is not None:
             remaining = int(length)
+            if body is not None and (body > remaining or (final and body != remaining)):
+                size = f"{body}" if final else f"at least {body}"
+                raise InvalidResponse(
+                    f"Content-Length is {remaining}, but the body is {size} bytes"
+                )
         if not self.keep_alive or need_close:
             # The connection ends after this response: say so (the app's own tokens kept).
             tokens = set(_comma_values(fields, b"connection"))
