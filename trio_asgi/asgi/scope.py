@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit
@@ -121,6 +122,7 @@ def _scope(
     kind: str,
     scheme: str,
     request: h11.Request,
+    fields: Iterable[tuple[bytes, bytes]],
     info: ConnectionInfo,
     state: dict[str, Any],
     extensions: dict[str, dict[object, object]],
@@ -133,7 +135,7 @@ def _scope(
     full_raw_path = root.encode("utf-8") + raw_path if root else raw_path
     if raw_path == b"*":  # OPTIONS *: the server as a whole, not a path under the root
         path, full_raw_path = "*", raw_path
-    headers = [(_COMMON_NAMES.get(name, name), value) for name, value in request.headers]
+    headers = [(_COMMON_NAMES.get(name, name), value) for name, value in fields]
     if target[:1] != b"/" and raw_path != b"*":
         headers = _host_from_target(target, headers)
     if info.tls is not None:
@@ -158,17 +160,31 @@ def _scope(
     return scope
 
 
-def http_scope(request: h11.Request, info: ConnectionInfo, state: dict[str, Any]) -> dict[str, Any]:
+def http_scope(
+    request: h11.Request,
+    info: ConnectionInfo,
+    state: dict[str, Any],
+    fields: Iterable[tuple[bytes, bytes]] | None = None,
+) -> dict[str, Any]:
+    """``fields``: the request's header fields, if already listed (``request.headers``
+    otherwise)."""
     extensions = {name: dict(value) for name, value in info.http_extensions.items()}
-    scope = _scope("http", "https" if info.secure else "http", request, info, state, extensions)
+    scheme = "https" if info.secure else "http"
+    scope = _scope("http", scheme, request, fields or request.headers, info, state, extensions)
     scope["method"] = request.method.decode("ascii")
     return scope
 
 
 def websocket_scope(
-    request: h11.Request, info: ConnectionInfo, state: dict[str, Any], subprotocols: list[str]
+    request: h11.Request,
+    info: ConnectionInfo,
+    state: dict[str, Any],
+    subprotocols: list[str],
+    fields: Iterable[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
+    """``fields`` as for ``http_scope``."""
     extensions: dict[str, dict[object, object]] = {"websocket.http.response": {}}
-    scope = _scope("websocket", "wss" if info.secure else "ws", request, info, state, extensions)
+    scheme = "wss" if info.secure else "ws"
+    scope = _scope("websocket", scheme, request, fields or request.headers, info, state, extensions)
     scope["subprotocols"] = subprotocols
     return scope

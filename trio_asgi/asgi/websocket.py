@@ -233,7 +233,11 @@ class WebSocketSession:
         self._http: HTTP1Protocol | None = http
         self._handshake: Handshake | None = handshake
         self.scope: dict[str, Any] = websocket_scope(
-            request, conn.info, conn.server.lifespan_state, handshake.subprotocols
+            request,
+            conn.info,
+            conn.server.lifespan_state,
+            handshake.subprotocols,
+            http.request_headers,
         )
         self._state = _CONNECTING
         self._connect_delivered = False
@@ -267,14 +271,17 @@ class WebSocketSession:
 
     # -- running -------------------------------------------------------------------------
 
-    async def start(self, app: ASGIApp) -> bool:
-        """Start the app in the connection's nursery and wait for its decision; True when
-        the WebSocket is open and the connection's task should go on to ``read_frames``."""
+    async def start(self, app: ASGIApp) -> None:
+        """Start the app in the connection's nursery and wait for its decision. The caller
+        bounds the wait by ``ws_accept_timeout``, then asks ``opened``."""
+        self._conn.helpers.start_soon(self._run_app, app)
+        await self._decided.wait()
+
+    async def opened(self) -> bool:
+        """After ``start`` (returned, or cut short by its bound): True when the WebSocket
+        is open and the connection's task should go on to ``read_frames``."""
         conn = self._conn
         config = conn.config
-        conn.helpers.start_soon(self._run_app, app)
-        with trio.move_on_after(config.ws_accept_timeout):
-            await self._decided.wait()
         if self._decided.is_set():
             pass
         elif self._state != _CONNECTING and self._denial_head is None:
