@@ -81,7 +81,8 @@ class _Inbox:
 
     Bounded by the reader (it stops parsing when ``full``), so this never holds more than
     ``ws_max_queue`` messages (lists, not deques: a deque allocates a 64-slot block up
-    front, and an idle connection should be small; the waiter lists are made on first use).
+    front, and an idle connection should be small: the message list exists only while it
+    holds messages, the waiter lists from first use).
     Waiting tasks are rescheduled directly: a ParkingLot's bookkeeping cost more per message
     than the rest of this class.
 
@@ -95,7 +96,7 @@ class _Inbox:
     __slots__ = ("_drained", "_getter", "_getters", "_items", "_limit", "_space", "ended")
 
     def __init__(self, limit: int) -> None:
-        self._items: list[str | bytes] = []
+        self._items: list[str | bytes] | None = None
         self._drained: trio.Event | None = None  # someone waits for the app to catch up
         self._limit = limit
         self._getter: trio.lowlevel.Task | None = None
@@ -105,10 +106,13 @@ class _Inbox:
 
     @property
     def full(self) -> bool:
-        return len(self._items) >= self._limit
+        return self._items is not None and len(self._items) >= self._limit
 
     def put(self, item: str | bytes) -> None:
-        self._items.append(item)
+        if self._items is None:
+            self._items = [item]
+        else:
+            self._items.append(item)
         if self._getter is not None:
             trio.lowlevel.reschedule(self._getter)
             self._getter = None
@@ -128,9 +132,12 @@ class _Inbox:
     def take(self) -> str | bytes | tuple[int, str] | None:
         """The next message; once all are taken, the ending ``(code, reason)``; ``None``
         while the session is open and nothing waits: then await ``arrival()``."""
-        if not self._items:
+        items = self._items
+        if not items:
             return self.ended
-        item = self._items.pop(0)
+        item = items.pop(0)
+        if not items:
+            self._items = None  # (an idle connection keeps no list)
         if self._space:
             trio.lowlevel.reschedule(self._space.pop(0))
         return item
