@@ -631,8 +631,8 @@ async def test_receive_text_on_closed_connection_raises() -> None:
 
 
 async def test_an_ended_session_is_not_kept_until_its_next_ping() -> None:
-    """The keepalive timer holds sessions weakly: an ended WebSocket (its connection, scope
-    and buffers) is freed at once, not after up to a ping interval."""
+    """The keepalive timer lets go of a session once it ends: an ended WebSocket (its
+    connection, scope and buffers) is freed at once, not after up to a ping interval."""
     import gc
 
     from trio_asgi.asgi.websocket import WebSocketSession

@@ -141,7 +141,6 @@ class Connection:
 
     # Slots: thousands of idle WebSockets each keep one of these.
     __slots__ = (
-        "__weakref__",  # (the server's Heartbeat holds connections weakly)
         "_drained",
         "_fd",
         "_first_request_due",
@@ -154,6 +153,7 @@ class Connection:
         "broken",
         "config",
         "cycle",
+        "heartbeat_key",
         "helpers",
         "http",
         "info",
@@ -198,6 +198,7 @@ class Connection:
         # may cut the wait short. The server's Heartbeat looks at it at ``_idle_tick``.
         self._idle_due = math.inf
         self._idle_tick = math.inf
+        self.heartbeat_key = 0  # (set by the Heartbeat)
         self._linger_scope: trio.CancelScope | None = None
         self._first_request_due: float | None = None  # see FIRST_REQUEST_GRACE
         self.lingering = False  # the client may still be sending a request we will not read
@@ -398,6 +399,7 @@ class Connection:
                             await session.read_frames()
                 finally:
                     if self.websocket is not None:
+                        self.server.heartbeat.forget(self.websocket)
                         self.websocket = None
                         self.server.request_served()
                 if (
@@ -421,6 +423,7 @@ class Connection:
         finally:
             if resumed is None:  # (after the nursery: everything on the connection is done)
                 self.server.connections.discard(self)
+                self.server.heartbeat.forget(self)
                 await self.close_stream()
             elif outcome != _HANDED_OFF:
                 await self.close_stream()

@@ -201,7 +201,6 @@ class WebSocketSession:
     """State shared by the app's ``receive``/``send``, the frame reader and the heartbeat."""
 
     __slots__ = (
-        "__weakref__",  # the server's Heartbeat holds sessions weakly
         "_accepted_once",
         "_app_closed",
         "_close_due",
@@ -226,6 +225,7 @@ class WebSocketSession:
         "_reading",
         "_state",
         "_ws",
+        "heartbeat_key",
         "scope",
     )
 
@@ -259,6 +259,7 @@ class WebSocketSession:
         # keepalive: the outstanding ping, its deadline, and whether backpressure paused
         # reading meanwhile (then the pong may sit unread behind data: not the peer's fault)
         self._pings = 0
+        self.heartbeat_key = 0  # (set by the server's Heartbeat)
         self._next_ping = math.inf
         self._ping_payload: bytes | None = None
         self._ping_sent_at = 0.0
