@@ -4,18 +4,14 @@ kept, with its scope and buffers, until its next tick would have come)."""
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import trio
 
-from trio_asgi import Config
-from trio_asgi.asgi.scope import ConnectionInfo
-from trio_asgi.connection import Connection, ServerState
 from trio_asgi.heartbeat import Heartbeat
 
 from .conftest import status_of
-from .test_keep_alive_timer import REQUEST, hello, read_response
+from .test_keep_alive_timer import REQUEST, connection_pair, read_response
 
 
 class Target:
@@ -84,14 +80,7 @@ async def test_a_forgotten_target_gets_no_tick_and_is_let_go_at_once(
 async def test_a_closed_keep_alive_connection_is_not_held_until_its_timeout(
     autojump_clock: Any,
 ) -> None:
-    state = ServerState(app=hello, config=Config(timeout_keep_alive=5))  # type: ignore[arg-type]
-    ours, theirs = socket.socketpair()
-    peer = trio.SocketStream(trio.socket.from_stdlib_socket(theirs))
-    conn = Connection(
-        trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
-        state,
-        ConnectionInfo(client=None, server=None),
-    )
+    state, conn, peer = connection_pair()
     async with trio.open_nursery() as nursery:
         await nursery.start(state.heartbeat.run)
         served = trio.Event()

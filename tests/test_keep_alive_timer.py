@@ -53,7 +53,8 @@ async def test_the_timeout_counts_from_the_last_request_of_a_busy_connection(
         assert 5 <= trio.current_time() - last < 5.5
 
 
-async def test_a_busy_connection_keeps_one_timer_entry(autojump_clock: Any) -> None:
+def connection_pair() -> tuple[ServerState, Connection, trio.SocketStream]:
+    """A server's state, one of its connections (not yet served) and the client's end."""
     state = ServerState(app=hello, config=Config(timeout_keep_alive=5))  # type: ignore[arg-type]
     ours, theirs = socket.socketpair()
     peer = trio.SocketStream(trio.socket.from_stdlib_socket(theirs))
@@ -62,6 +63,11 @@ async def test_a_busy_connection_keeps_one_timer_entry(autojump_clock: Any) -> N
         state,
         ConnectionInfo(client=None, server=None),
     )
+    return state, conn, peer
+
+
+async def test_a_busy_connection_keeps_one_timer_entry(autojump_clock: Any) -> None:
+    state, conn, peer = connection_pair()
     async with trio.open_nursery() as nursery:
         await nursery.start(state.heartbeat.run)
         nursery.start_soon(conn.serve)
