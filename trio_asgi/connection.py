@@ -398,8 +398,10 @@ class Connection:
                         if await session.opened():
                             await session.read_frames()
                 finally:
-                    if self.websocket is not None:
-                        self.server.heartbeat.forget(self.websocket)
+                    # (This task's session only: a task that handed the connection off
+                    # leaves late, after the next task's WebSocket may have opened.)
+                    if session is not None:
+                        self.server.heartbeat.forget(session)
                         self.websocket = None
                         self.server.request_served()
                 if (
