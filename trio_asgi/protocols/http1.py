@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from email.utils import formatdate
 from typing import Final
 from urllib.parse import urlsplit
@@ -181,7 +181,7 @@ class HTTP1Protocol:
         # The current request's fields, lower-cased names, as a list: h11's own sequence
         # costs a Python call per field each time it is walked (1.6 µs for a WebSocket
         # handshake's five), and the scope and the handshake check walk them again.
-        self.request_headers: list[tuple[bytes, bytes]] = []
+        self.request_headers: Sequence[tuple[bytes, bytes]] = ()
         self.websocket_upgrade = False  # the current request asks for WebSocket
 
     # -- input -----------------------------------------------------------------------------
@@ -414,5 +414,6 @@ class HTTP1Protocol:
             self._writer = ResponseWriter()
             self._head_request = False
             self._bodiless = False
+            self.request_headers = ()  # (an idle keep-alive connection keeps none)
             return True
         return False
