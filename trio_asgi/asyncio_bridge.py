@@ -233,6 +233,7 @@ class _BridgedCall:
         if self._idle:
             servant = self._idle.pop()
             servant.call = call
+            assert servant.task is not None  # (an idle servant is a task waiting)
             reschedule(servant.task)
         elif self._nursery is not None:
             self._nursery.start_soon(self._serve, call)
@@ -244,9 +245,9 @@ class _BridgedCall:
         except asyncio.CancelledError:
             # The asyncio task waiting for this call was cancelled: stop the trio side too,
             # so that e.g. a cancelled receive() does not take the next message.
-            servant = call.servant
-            if servant is not None and servant.call is call and servant.scope is not None:
-                servant.scope.cancel()
+            running = call.servant
+            if running is not None and running.call is call and running.scope is not None:
+                running.scope.cancel()
                 if fn is self._receive:  # it may still complete: the next receive() waits
                     call.finished = self._loop.create_future()
                     self._given_up = call

@@ -206,11 +206,11 @@ class Connection:
         self._fd = _raw_socket_fd(stream)
         self._unyielded = 0
         self._drained = False  # the next read waits first (see receive_nowait)
-        self._received: bytes | None = None  # TLS or in-memory: read but not yet taken
+        self._received: bytes | bytearray | None = None  # TLS or in-memory: read but not yet taken
 
     # -- raw I/O -----------------------------------------------------------------------------
 
-    async def receive(self) -> bytes:
+    async def receive(self) -> bytes | bytearray:
         """Next bytes from the peer; ``b""`` once it closed or the stream failed."""
         data = self.receive_nowait()
         if data is None:
@@ -224,7 +224,7 @@ class Connection:
             await trio.lowlevel.checkpoint()
         return data
 
-    def receive_nowait(self) -> bytes | None:
+    def receive_nowait(self) -> bytes | bytearray | None:
         """Bytes from the peer if they can be had without waiting: ``b""`` once it closed or
         the stream failed; ``None`` when there are none yet: then await ``readable()`` and
         ask again. (What ``receive`` does; the WebSocket reader does it inline, see there.)"""
@@ -280,7 +280,7 @@ class Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.broken = True
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray) -> None:
         """Hand ``data`` to the transport; the caller holds ``self.writing``.
 
         Raises ``ClientDisconnected`` when the peer is gone or did not take a piece of it
@@ -305,10 +305,11 @@ class Connection:
                     self._unyielded = 0
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return
-            data = memoryview(data)[sent:]
+            await self._write_slowly(memoryview(data)[sent:])
+            return
         await self._write_slowly(data)
 
-    async def _write_slowly(self, data: bytes | memoryview) -> None:
+    async def _write_slowly(self, data: bytes | bytearray | memoryview) -> None:
         done = False
         try:
             if len(data) <= WRITE_PIECE:
@@ -633,7 +634,9 @@ class Connection:
             return event
         return None  # ConnectionClosed
 
-    async def _receive_idle(self, seconds: float, *, first: bool = False) -> bytes | None:
+    async def _receive_idle(
+        self, seconds: float, *, first: bool = False
+    ) -> bytes | bytearray | None:
         """Wait for the first byte of a request, at most ``seconds``; if none comes the
         loop scope is cancelled (``tick``), which ends the connection. Shutdown cuts the
         wait short: idle connections are closed first, a new connection gets

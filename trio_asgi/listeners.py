@@ -208,7 +208,7 @@ def systemd_fds() -> list[int]:
     return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + number))
 
 
-def _systemd_listeners(bind: Bind, backlog: int) -> list[trio.SocketListener]:
+def _systemd_listeners(bind: Bind, backlog: int) -> list[trio.abc.Listener[Any]]:
     """One listener per activated socket. If one fails, those taken before it are closed
     first: the caller only closes the listeners it was given."""
     listeners: list[trio.SocketListener] = []
@@ -219,7 +219,7 @@ def _systemd_listeners(bind: Bind, backlog: int) -> list[trio.SocketListener]:
         for listener in listeners:
             listener.socket.close()
         raise
-    return listeners
+    return [*listeners]
 
 
 def _inherited(fd: int, backlog: int, bind: Bind) -> trio.SocketListener:

@@ -71,6 +71,7 @@ async def send_file_range(cycle: HTTPCycle, message: Message) -> None:
             offset = os.lseek(fd, 0, os.SEEK_CUR)
         except OSError:
             raise ASGIProtocolError("zerocopysend without 'offset' needs a seekable file") from None
+    assert offset is not None
     info = os.fstat(fd)
     if count is None:
         count = max(info.st_size - offset, 0)

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import h11
 import trio
@@ -382,7 +382,7 @@ class WebSocketSession:
             return {"type": "websocket.receive", "text": item}
         if type(item) is bytes:
             return {"type": "websocket.receive", "bytes": item}
-        code, reason = item  # type: ignore[misc]
+        code, reason = cast("tuple[int, str]", item)
         return {"type": "websocket.disconnect", "code": code, "reason": reason}
 
     # -- ASGI send -----------------------------------------------------------------------

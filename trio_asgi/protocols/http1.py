@@ -186,9 +186,9 @@ class HTTP1Protocol:
 
     # -- input -----------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes read from the peer; ``b""`` means the peer closed its side."""
-        self._conn.receive_data(data)
+        self._conn.receive_data(data)  # type: ignore[arg-type]  # (any bytes-like will do)
 
     def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         """The next request event, ``NEED_DATA`` or ``PAUSED``; raises ``BadRequest``."""
@@ -362,7 +362,7 @@ class HTTP1Protocol:
             fields.insert(0, (b"date", b"date", http_date()))
         return self._writer.head(status, fields, body=body, final=final)
 
-    def body(self, data: bytes) -> bytes:
+    def body(self, data: bytes | bytearray | memoryview) -> bytes:
         """One piece of the response body, framed (chunked or counted)."""
         return self._writer.body(data)
 

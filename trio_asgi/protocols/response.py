@@ -245,7 +245,7 @@ class ResponseWriter:
         self.state = BODY
         return _serialize(_status_line(status), fields) + b"\r\n"
 
-    def body(self, data: bytes) -> bytes:
+    def body(self, data: bytes | bytearray | memoryview) -> bytes:
         """``data`` framed for the wire."""
         return b"".join(self.body_pieces(data))  # type: ignore[arg-type]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Final
+from typing import Final, cast
 
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, Frame, FrameProtocol, Opcode, ParseFailed
@@ -229,12 +229,12 @@ class WebSocketProtocol:
         if trailing_data:
             self._proto.receive_bytes(trailing_data)
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes from the peer; ``b""`` means the transport reached end-of-file."""
         if not data:
             self._eof = True
         elif not self._failed and (self._state == _OPEN or self._state == _LOCAL_CLOSING):
-            self._proto.receive_bytes(data)
+            self._proto.receive_bytes(data)  # type: ignore[arg-type]  # (any bytes-like will do)
 
     def next_event(self) -> Event | None:
         """The next event, or ``None`` when more bytes are needed."""
@@ -255,7 +255,7 @@ class WebSocketProtocol:
                 elif opcode is Opcode.PONG:
                     return PongReceived(bytes(frame.payload))  # type: ignore[arg-type]
                 elif opcode is Opcode.CLOSE:
-                    code, reason = frame.payload  # type: ignore[misc]
+                    code, reason = cast("tuple[int, str]", frame.payload)
                     self._state = _CLOSED if self._state == _LOCAL_CLOSING else _REMOTE_CLOSING
                     self._frames = None
                     return CloseReceived(int(code), reason or "")
@@ -267,7 +267,7 @@ class WebSocketProtocol:
         self._frames = None
         return CONNECTION_LOST if self._eof else None
 
-    def _assemble(self, frame: Frame) -> str | bytes | None:
+    def _assemble(self, frame: Frame) -> str | bytes | ProtocolFailure | None:
         data = frame.payload
         if isinstance(data, str):
             self._size += len(data) if data.isascii() else len(data.encode("utf-8"))

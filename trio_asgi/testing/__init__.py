@@ -243,7 +243,7 @@ class TestClient(_TaskGroupOwner):
             _CONNECTION.set(stream.client_address)  # type: ignore[attr-defined]
             await serve_connection(stream, secure_transport=self._secure)
 
-        self.server._handle = handle  # type: ignore[method-assign]
+        self.server._handle = handle  # type: ignore[method-assign, assignment]
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -256,7 +256,7 @@ class TestClient(_TaskGroupOwner):
             raise
         return self
 
-    async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _serve(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             await self.server.serve(listeners=[self.listener], task_status=task_status)
         finally:
