@@ -111,7 +111,7 @@ class ServerState:
 
     requests: int = 0
     requests_begun: int = 0  # HTTP requests handed to the app (see Connection._is_last_request)
-    heartbeat: Heartbeat = field(default_factory=Heartbeat)  # WebSocket keepalive timer
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)  # pings, keep-alive timeouts
     handoffs: Handoffs = field(default_factory=Handoffs)  # apps running on after a response
     on_request_limit: Callable[[], None] | None = None  # the server's graceful shutdown
 

@@ -1,4 +1,6 @@
-"""One timer for every WebSocket keepalive on the server: a heap of due times, one task.
+"""One timer for the server's connections: WebSocket keepalive pings and close-handshake
+deadlines, and the keep-alive timeout of HTTP connections waiting for their next request.
+A heap of due times, one task.
 
 A keepalive task per connection costs a task, two cancel scopes and their frames: about a
 third of the memory of an idle WebSocket, and two cancel scopes per handshake. Here each

@@ -1,6 +1,6 @@
 """``serve()``: the nurseries of a running server and the order in which it stops.
 
-The root nursery holds the signal watcher and the WebSocket heartbeat; inside it, the
+The root nursery holds the signal watcher and the Heartbeat (connection timers); inside it, the
 asyncio loop of an asyncio app (``--app-loop asyncio``) is open around an *app tasks*
 nursery with the lifespan task; inside that, a *connections* nursery holds one task per
 client, and inside that a *listeners* nursery holds the accept loops. Keeping listeners and

@@ -706,7 +706,7 @@ class WebSocketSession:
 
     async def read_frames(self) -> None:
         """Parse frames until the connection ends; the app's inbox bounds what is read.
-        Runs in the connection's task, after ``start``."""
+        Runs in the connection's task, once ``opened`` said yes."""
         ws = self._ws
         assert ws is not None
         conn = self._conn
