@@ -413,3 +413,85 @@ def test_peer_closed_is_reported() -> None:
     p.receive_data(b"")
     assert p.peer_closed
     assert isinstance(p.next_event(), h11.ConnectionClosed)
+
+
+_REQUESTS = (
+    b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    b"\r\n",  # an empty line before the next request line, which is ignored (RFC 9112 2.2)
+    b"GET /3 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n",
+)
+_PIPELINE = b"".join(_REQUESTS)
+
+
+def _serve_all(pieces: list[bytes], *, closed: bool) -> tuple[list[bytes], dict[int, bool]]:
+    """Drive ``pieces`` through a protocol the way the connection does: the targets of the
+    requests it parsed, and ``nothing_received`` whenever it needed data, by bytes fed."""
+    p = proto()
+    feed = iter([*pieces, *([b""] if closed else [])])
+    fed = 0
+    targets: list[bytes] = []
+    idle: dict[int, bool] = {}
+    while True:
+        event = p.next_event()
+        if event is NEED_DATA:
+            idle[fed] = p.nothing_received
+            if p.nothing_received:
+                assert p.buffered_size == 0 and p.next_event() is NEED_DATA
+            data = next(feed, None)
+            if data is None:
+                return targets, idle
+            p.receive_data(data)
+            fed += len(data)
+            assert p.peer_closed is (data == b"")
+        elif isinstance(event, h11.Request):
+            targets.append(event.target)
+        elif isinstance(event, h11.EndOfMessage):
+            p.response_head(200, [(b"content-length", b"0")])
+            p.end()
+            assert p.start_next_cycle()
+        elif isinstance(event, h11.ConnectionClosed):
+            return targets, idle
+
+
+@pytest.mark.parametrize("closed", [False, True])
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 16, 1000])
+def test_pipelined_requests_parse_the_same_however_the_bytes_are_split(
+    size: int, closed: bool
+) -> None:
+    """What was received but not parsed is tracked between requests (not asked of h11),
+    so it must stay right across reads, empty lines, pipelining and the peer's close; an
+    empty line split between two reads is still ignored."""
+    pieces = [_PIPELINE[i : i + size] for i in range(0, len(_PIPELINE), size)]
+    targets, idle = _serve_all(pieces, closed=closed)
+    assert targets == [b"/1", b"/2", b"/3"]
+    # Nothing of a next request is there exactly at the boundaries between requests.
+    boundaries = {sum(map(len, _REQUESTS[:n])) for n in range(len(_REQUESTS) + 1)}
+    assert idle == {fed: fed in boundaries for fed in idle}
+    assert 0 in idle and len(_PIPELINE) in idle
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n",  # obs-fold
+        b"GET / HTTP/1.1\r\nHost: x\nX-A: 1\r\n\r\n",  # bare LF
+        b"GET /a#b HTTP/1.1\r\nHost: x\r\n\r\n",  # a fragment
+    ],
+)
+@pytest.mark.parametrize("size", [1, 5, 1000])
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_bad_head_is_refused_however_it_arrives(head: bytes, size: int, pipelined: bool) -> None:
+    data = (b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n" if pipelined else b"") + head
+    p = proto()
+    with pytest.raises(BadRequest) as caught:
+        for start in range(0, len(data), size):
+            p.receive_data(data[start : start + size])
+            event = p.next_event()
+            while isinstance(event, (h11.Request, h11.EndOfMessage)):
+                if isinstance(event, h11.EndOfMessage):
+                    p.response_head(200, [(b"content-length", b"0")])
+                    p.end()
+                    assert p.start_next_cycle()
+                event = p.next_event()
+    assert caught.value.status == 400

@@ -103,12 +103,13 @@ def checked_fields(fields: Iterable[tuple[object, object]]) -> list[tuple[bytes,
         if _FIELD_VALUE.fullmatch(value) is None:
             raise InvalidResponse(f"Illegal header value {value!r}")
         if lowered == b"content-length":
-            copies = {copy.strip() for copy in value.split(b",")}
-            if len(copies) != 1:
-                raise InvalidResponse("conflicting Content-Length headers")
-            value = copies.pop()
-            if _DIGITS.fullmatch(value) is None:
-                raise InvalidResponse("bad Content-Length")
+            if not value.isdigit() or len(value) > 20:  # (else: a plain length, as usual)
+                copies = {copy.strip() for copy in value.split(b",")}
+                if len(copies) != 1:
+                    raise InvalidResponse("conflicting Content-Length headers")
+                value = copies.pop()
+                if _DIGITS.fullmatch(value) is None:
+                    raise InvalidResponse("bad Content-Length")
             if length is not None:
                 if value != length:
                     raise InvalidResponse("conflicting Content-Length headers")
