@@ -28,7 +28,6 @@ from .heartbeat import Heartbeat
 from .locks import FIFOLock
 from .logging import format_address, log_http_line
 from .protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, error_body, error_head
-from .readiness import ReadinessPoller
 
 if TYPE_CHECKING:
     from .asgi.http import HTTPCycle
@@ -113,7 +112,6 @@ class ServerState:
     requests: int = 0
     requests_begun: int = 0  # HTTP requests handed to the app (see Connection._is_last_request)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)  # pings, keep-alive timeouts
-    readiness: ReadinessPoller = field(default_factory=ReadinessPoller)  # socket waits
     handoffs: Handoffs = field(default_factory=Handoffs)  # apps running on after a response
     on_request_limit: Callable[[], None] | None = None  # the server's graceful shutdown
 
@@ -149,11 +147,9 @@ class Connection:
         "_idle_due",
         "_idle_tick",
         "_linger_scope",
-        "_maybe_more",
         "_received",
         "_stream_closed",
         "_unyielded",
-        "_watched",
         "broken",
         "config",
         "cycle",
@@ -210,8 +206,6 @@ class Connection:
         self._fd = _raw_socket_fd(stream)
         self._unyielded = 0
         self._drained = False  # the next read waits first (see receive_nowait)
-        self._maybe_more = False  # the last read filled its buffer: the socket may hold more
-        self._watched = False  # the socket is in the server's readiness set
         self._received: bytes | bytearray | None = None  # TLS or in-memory: read but not yet taken
 
     # -- raw I/O -----------------------------------------------------------------------------
@@ -251,7 +245,6 @@ class Connection:
             try:
                 data = os.read(self._fd, RECEIVE_SIZE)
             except BlockingIOError:
-                self._maybe_more = False
                 return None
             except OSError:
                 self.broken = True
@@ -263,8 +256,7 @@ class Connection:
             # in a row it waits too, since waiting for readiness always lets the other tasks
             # run first: a peer that always has data cannot starve them.
             self._unyielded += 1
-            self._maybe_more = len(data) == RECEIVE_SIZE
-            self._drained = not self._maybe_more or self._unyielded >= YIELD_EVERY
+            self._drained = len(data) < RECEIVE_SIZE or self._unyielded >= YIELD_EVERY
         if not data:
             self.peer_closed = True
         return data
@@ -273,21 +265,13 @@ class Connection:
         """What to await when ``receive_nowait()`` had nothing; may raise ClosedResourceError
         (the stream was closed under the waiting task: ``abandon``).
 
-        On a plain socket this is the wait of the server's readiness set (``readiness.py``:
-        trio's own costs an epoll_ctl call per wait), returned rather than awaited here: a
-        reader idle in it keeps no frame of ours (230 bytes per idle WebSocket). Other
-        streams are read here, into ``receive_nowait``'s hands.
+        On a plain socket this is trio's own wait for the descriptor, returned rather than
+        awaited here: a reader idle in it keeps no frame of ours (230 bytes per idle
+        WebSocket). Other streams are read here, into ``receive_nowait``'s hands.
         """
-        fd = self._fd
-        if fd >= 0:
+        if self._fd >= 0:
             self._unyielded = 0
-            if self._maybe_more:  # (the set tells of new data only: just yield, then read)
-                return trio.lowlevel.checkpoint()  # noqa: ASYNC105 (awaited by the caller)
-            readiness = self.server.readiness
-            if not self._watched and not readiness.watch(fd):
-                return trio.lowlevel.wait_readable(fd)  # noqa: ASYNC105 (awaited by the caller)
-            self._watched = True
-            return readiness.wait(fd)
+            return trio.lowlevel.wait_readable(self._fd)  # noqa: ASYNC105 (awaited by the caller)
         return self._receive_stream()
 
     async def _receive_stream(self) -> None:
@@ -536,8 +520,6 @@ class Connection:
             return False
         self._stream_closed = True
         self.broken = True
-        if self._watched:
-            self.server.readiness.forget(self._fd)
         stream.socket.close()
         return True
 
