@@ -536,7 +536,9 @@ class Connection:
         first = resumed is None
         if resumed is not None:
             await resumed.stop_watching()  # (its disconnect watcher may still be reading)
-            if not await self._continue_after(proto, resumed):
+            if not self._may_continue(resumed) or not (
+                proto.start_next_cycle() or await self._prepare_next_cycle(proto)
+            ):
                 return _CLOSE
         while True:
             try:
@@ -576,17 +578,19 @@ class Connection:
                 self.server.request_served()
             if cycle.handed_off:
                 return _HANDED_OFF
-            if not await self._continue_after(proto, cycle):
+            # (Most connections go on at once: no coroutine for them, 0.4 µs per request.)
+            if not self._may_continue(cycle) or not (
+                proto.start_next_cycle() or await self._prepare_next_cycle(proto)
+            ):
                 return _CLOSE
             first = False
 
-    async def _continue_after(self, proto: HTTP1Protocol, cycle: HTTPCycle) -> bool:
-        """Whether the connection takes another request after ``cycle``'s response."""
+    def _may_continue(self, cycle: HTTPCycle) -> bool:
+        """Whether the connection may take another request after ``cycle``'s response (if
+        the protocol can: ``start_next_cycle``, else ``_prepare_next_cycle``)."""
         if not cycle.keep_alive or self.last_request:
             return False
-        if self.server.shutting_down and not self.server.replaced:  # see SERVICE_RESTART
-            return False
-        return await self._prepare_next_cycle(proto)
+        return not self.server.shutting_down or self.server.replaced  # see SERVICE_RESTART
 
     def _is_last_request(self) -> bool:
         """This connection closes after the request just begun: its response says so."""
@@ -687,9 +691,8 @@ class Connection:
             self.server.heartbeat.schedule(due, self)
 
     async def _prepare_next_cycle(self, proto: HTTP1Protocol) -> bool:
-        """Reset for another request, draining a small unread request body first."""
-        if proto.start_next_cycle():
-            return True
+        """Reset for another request when ``start_next_cycle`` could not at once: after
+        draining a small unread request body."""
         if proto.unread_body and proto.finish_body_in_buffer():
             return proto.start_next_cycle()  # e.g. a GET the app never called receive() for
         self.lingering = not proto.request_complete
