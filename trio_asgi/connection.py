@@ -48,13 +48,6 @@ WRITE_PIECE: Final = 256 * 1024
 # The direct read/write fast paths skip trio's checkpoints when the socket is ready; after
 # this many in a row we yield anyway, so one busy connection cannot starve the others.
 YIELD_EVERY: Final = 16
-# A reader that emptied the socket first lets the other tasks run once and reads again: on a
-# busy server the peer has answered by then, and the read saves waiting for readiness (an
-# epoll_ctl call and trio's bookkeeping: hello under wrk -c50, 6 % fewer instructions per
-# request, epoll_ctl on 1 request in 7). A read that still finds nothing costs a syscall
-# and an exception, so after one the next this many waits are plain waits (one client
-# alone: 6 % more reads, level in requests/s).
-EAGER_BACKOFF: Final = 16
 # An unread request body is drained (so the connection can be reused) up to this size and
 # for this long; beyond that closing is cheaper than reading.
 DRAIN_LIMIT: Final = 256 * 1024
@@ -149,7 +142,6 @@ class Connection:
     # Slots: thousands of idle WebSockets each keep one of these.
     __slots__ = (
         "_drained",
-        "_eager_backoff",
         "_fd",
         "_first_request_due",
         "_idle_due",
@@ -214,7 +206,6 @@ class Connection:
         self._fd = _raw_socket_fd(stream)
         self._unyielded = 0
         self._drained = False  # the next read waits first (see receive_nowait)
-        self._eager_backoff = 0  # plain waits before the next eager read (EAGER_BACKOFF)
         self._received: bytes | bytearray | None = None  # TLS or in-memory: read but not yet taken
 
     # -- raw I/O -----------------------------------------------------------------------------
@@ -254,17 +245,16 @@ class Connection:
             try:
                 data = os.read(self._fd, RECEIVE_SIZE)
             except BlockingIOError:
-                self._eager_backoff = EAGER_BACKOFF
                 return None
             except OSError:
                 self.broken = True
                 return b""
-            # When the last read emptied the socket, the next one yields first (readable()):
-            # a peer that waits for our answer has rarely sent more yet, and trying at once
-            # would cost a read that fails with EAGAIN, a syscall and an exception per
-            # message (small WebSocket echo went from 1.22x to 1.32x Uvicorn h11). After
-            # YIELD_EVERY reads in a row it yields too, so a peer that always has data
-            # cannot starve the other tasks.
+            # When the last read emptied the socket, the next one waits first: a peer that
+            # waits for our answer has rarely sent more yet, and trying would cost a read
+            # that fails with EAGAIN, a syscall and an exception per message (small
+            # WebSocket echo went from 1.22x to 1.32x Uvicorn h11). After YIELD_EVERY reads
+            # in a row it waits too, since waiting for readiness always lets the other tasks
+            # run first: a peer that always has data cannot starve them.
             self._unyielded += 1
             self._drained = len(data) < RECEIVE_SIZE or self._unyielded >= YIELD_EVERY
         if not data:
@@ -275,16 +265,12 @@ class Connection:
         """What to await when ``receive_nowait()`` had nothing; may raise ClosedResourceError
         (the stream was closed under the waiting task: ``abandon``).
 
-        On a plain socket this is a checkpoint (EAGER_BACKOFF) or trio's own wait for the
-        descriptor, returned rather than awaited here: a reader idle in it keeps no frame of
-        ours (230 bytes per idle WebSocket). Other streams are read here, into
-        ``receive_nowait``'s hands.
+        On a plain socket this is trio's own wait for the descriptor, returned rather than
+        awaited here: a reader idle in it keeps no frame of ours (230 bytes per idle
+        WebSocket). Other streams are read here, into ``receive_nowait``'s hands.
         """
         if self._fd >= 0:
             self._unyielded = 0
-            if not self._eager_backoff:
-                return trio.lowlevel.checkpoint()  # noqa: ASYNC105 (see EAGER_BACKOFF)
-            self._eager_backoff -= 1
             return trio.lowlevel.wait_readable(self._fd)  # noqa: ASYNC105 (awaited by the caller)
         return self._receive_stream()
 
