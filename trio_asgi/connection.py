@@ -533,14 +533,18 @@ class Connection:
 
         proto = self.http
         assert proto is not None
-        first = resumed is None
+        cycle = resumed
         if resumed is not None:
             await resumed.stop_watching()  # (its disconnect watcher may still be reading)
-            if not self._may_continue(resumed) or not (
-                proto.start_next_cycle() or await self._prepare_next_cycle(proto)
+        while True:
+            # After a response: most connections go on at once, with no coroutine for them
+            # (0.4 µs a request).
+            if cycle is not None and not (
+                self._may_continue(cycle)
+                and (proto.start_next_cycle() or await self._prepare_next_cycle(proto))
             ):
                 return _CLOSE
-        while True:
+            first = cycle is None
             try:
                 request = await self._next_request(proto, first=first)
             except BadRequest as exc:
@@ -578,12 +582,6 @@ class Connection:
                 self.server.request_served()
             if cycle.handed_off:
                 return _HANDED_OFF
-            # (Most connections go on at once: no coroutine for them, 0.4 µs per request.)
-            if not self._may_continue(cycle) or not (
-                proto.start_next_cycle() or await self._prepare_next_cycle(proto)
-            ):
-                return _CLOSE
-            first = False
 
     def _may_continue(self, cycle: HTTPCycle) -> bool:
         """Whether the connection may take another request after ``cycle``'s response (if
