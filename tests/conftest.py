@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trustme
 
+from trio_asgi.readiness import ReadinessSet
 from trio_asgi.testing import MemoryStream
 
 
@@ -33,6 +34,17 @@ def header(message: dict[str, Any], name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+@pytest.fixture(autouse=True)
+def _busy_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers run in a test's process wait in their readiness set from its first event on,
+    whatever the load (``readiness.py``): a test's few clients would seldom make a server
+    busy, and busy is the mode with more to get wrong. The switching between the modes is
+    tested in ``test_readiness.py``; servers run as a subprocess keep the real thresholds."""
+    monkeypatch.setattr(ReadinessSet, "enter_at", 0)  # (a probe may find the data read)
+    monkeypatch.setattr(ReadinessSet, "leave_below", 0.0)
+    monkeypatch.setattr(ReadinessSet, "probe_every", 0.0)
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ from .heartbeat import Heartbeat
 from .locks import FIFOLock
 from .logging import format_address, log_http_line
 from .protocols.http1 import NEED_DATA, BadRequest, HTTP1Protocol, error_body, error_head
+from .readiness import ReadinessSet
 
 if TYPE_CHECKING:
     from .asgi.http import HTTPCycle
@@ -112,6 +113,7 @@ class ServerState:
     requests: int = 0
     requests_begun: int = 0  # HTTP requests handed to the app (see Connection._is_last_request)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)  # pings, keep-alive timeouts
+    readiness: ReadinessSet = field(default_factory=ReadinessSet)  # socket waits while busy
     handoffs: Handoffs = field(default_factory=Handoffs)  # apps running on after a response
     on_request_limit: Callable[[], None] | None = None  # the server's graceful shutdown
 
@@ -147,9 +149,11 @@ class Connection:
         "_idle_due",
         "_idle_tick",
         "_linger_scope",
+        "_maybe_more",
         "_received",
         "_stream_closed",
         "_unyielded",
+        "_watched",
         "broken",
         "config",
         "cycle",
@@ -206,6 +210,9 @@ class Connection:
         self._fd = _raw_socket_fd(stream)
         self._unyielded = 0
         self._drained = False  # the next read waits first (see receive_nowait)
+        self._maybe_more = False  # the last read filled its buffer: the socket may hold more
+        # The socket is in the server's readiness set, for waits while the server is busy.
+        self._watched = self._fd >= 0 and server.readiness.watch(self._fd)
         self._received: bytes | bytearray | None = None  # TLS or in-memory: read but not yet taken
 
     # -- raw I/O -----------------------------------------------------------------------------
@@ -245,6 +252,7 @@ class Connection:
             try:
                 data = os.read(self._fd, RECEIVE_SIZE)
             except BlockingIOError:
+                self._maybe_more = False
                 return None
             except OSError:
                 self.broken = True
@@ -256,7 +264,8 @@ class Connection:
             # in a row it waits too, since waiting for readiness always lets the other tasks
             # run first: a peer that always has data cannot starve them.
             self._unyielded += 1
-            self._drained = len(data) < RECEIVE_SIZE or self._unyielded >= YIELD_EVERY
+            self._maybe_more = len(data) == RECEIVE_SIZE
+            self._drained = not self._maybe_more or self._unyielded >= YIELD_EVERY
         if not data:
             self.peer_closed = True
         return data
@@ -265,13 +274,18 @@ class Connection:
         """What to await when ``receive_nowait()`` had nothing; may raise ClosedResourceError
         (the stream was closed under the waiting task: ``abandon``).
 
-        On a plain socket this is trio's own wait for the descriptor, returned rather than
-        awaited here: a reader idle in it keeps no frame of ours (230 bytes per idle
-        WebSocket). Other streams are read here, into ``receive_nowait``'s hands.
+        On a plain socket this is a wait for the descriptor, returned rather than awaited
+        here: a reader idle in it keeps no frame of ours (230 bytes per idle WebSocket). It is
+        trio's own, or the server's readiness set's while the server is busy (``readiness.py``;
+        not for a socket that may still hold data: the set tells of new data only). Other
+        streams are read here, into ``receive_nowait``'s hands.
         """
-        if self._fd >= 0:
+        fd = self._fd
+        if fd >= 0:
             self._unyielded = 0
-            return trio.lowlevel.wait_readable(self._fd)  # noqa: ASYNC105 (awaited by the caller)
+            if self._watched and not self._maybe_more:
+                return self.server.readiness.wait(fd)
+            return trio.lowlevel.wait_readable(fd)  # noqa: ASYNC105 (awaited by the caller)
         return self._receive_stream()
 
     async def _receive_stream(self) -> None:
@@ -520,6 +534,8 @@ class Connection:
             return False
         self._stream_closed = True
         self.broken = True
+        if self._watched:
+            self.server.readiness.forget(self._fd)  # (its reader wakes, and finds it closed)
         stream.socket.close()
         return True
 

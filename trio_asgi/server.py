@@ -142,6 +142,7 @@ class Server:
                 if shutdown_trigger is not None:
                     root.start_soon(self._watch_trigger, shutdown_trigger)
                 await root.start(self.state.heartbeat.run)
+                await root.start(self.state.readiness.run)
                 await root.start(self.state.handoffs.run)
                 async with self._app_loop(), trio.open_nursery() as app_tasks:
                     try:
