@@ -271,8 +271,9 @@ class Connection:
         return data
 
     def readable(self) -> Awaitable[None]:
-        """What to await when ``receive_nowait()`` had nothing; may raise ClosedResourceError
-        (the stream was closed under the waiting task: ``abandon``).
+        """What to await when ``receive_nowait()`` had nothing. When the stream is closed
+        under the waiting task (``abandon``) it raises ClosedResourceError or just returns,
+        and ``receive_nowait()`` then says the stream ended.
 
         On a plain socket this is a wait for the descriptor, returned rather than awaited
         here: a reader idle in it keeps no frame of ours (230 bytes per idle WebSocket). It is

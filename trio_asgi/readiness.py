@@ -13,8 +13,9 @@ a lone client lost 14 % of its requests per second to it. So connections wait he
 while the server is *busy*:
 
 - idle (the start): connections wait with trio. Every ``probe_every`` seconds the task
-  clears the set, waits for the next event in it and counts the sockets ready by the time
-  it runs; ``enter_at`` or more make the server busy;
+  clears the set, waits for the next event in it and counts the sockets that still have
+  unread data when it runs (epoll leaves out those read meanwhile); ``enter_at`` or more
+  make the server busy;
 - busy: the task counts the sockets of each wake-up, and when their running mean falls
   below ``leave_below`` the server is idle again; whoever waits here is woken, reads, and
   waits with trio from then on.
