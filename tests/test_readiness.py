@@ -3,7 +3,7 @@ one edge-triggered epoll set instead of trio's one-shot registrations. Whatever 
 and across its switches, no wait may miss data that came.
 
 conftest.py makes every server of the suite busy from its first event on; the tests of the
-switching set the real thresholds back.
+switching set the real thresholds back (with a shorter probe interval).
 """
 
 from __future__ import annotations
