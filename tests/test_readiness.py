@@ -99,6 +99,24 @@ async def test_data_that_came_while_nobody_waited_ends_the_next_wait_at_once() -
     peer.close()
 
 
+async def test_a_number_still_registered_is_taken_anew_and_a_closed_one_refused() -> None:
+    """A socket closed without ``forget`` (its description kept alive elsewhere) leaves its
+    number registered: the next socket with that number is watched all the same."""
+    readiness = ReadinessSet()
+    ours, peer = socket_pair()
+    async with running(readiness):
+        assert readiness.watch(ours.fileno())
+        assert readiness.watch(ours.fileno())  # (registered already: modified instead)
+        peer.send(b"x")
+        with trio.fail_after(10):
+            await readiness.wait(ours.fileno())
+        assert ours.recv(10) == b"x"
+        closed = ours.fileno()
+        ours.close()
+        peer.close()
+        assert not readiness.watch(closed)
+
+
 async def test_a_cancelled_wait_leaves_nothing_behind_and_one_reader_at_a_time() -> None:
     readiness = ReadinessSet()
     ours, peer = socket_pair()

@@ -80,9 +80,10 @@ class ReadinessSet:
         if epoll is None:
             return False
         try:
-            epoll.register(fd, _EVENTS)
-        except FileExistsError:  # (the number of a socket closed without ``forget``)
-            epoll.modify(fd, _EVENTS)
+            try:
+                epoll.register(fd, _EVENTS)
+            except FileExistsError:  # (the number of a socket closed without ``forget``)
+                epoll.modify(fd, _EVENTS)
         except OSError:
             return False
         self._ready.discard(fd)  # (a stale event of the number's previous socket)
